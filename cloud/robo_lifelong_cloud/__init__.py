@@ -1,0 +1,1 @@
+"""Cloud side of robo-lifelong: the Sedna LifelongLearningJob train/eval worker."""
