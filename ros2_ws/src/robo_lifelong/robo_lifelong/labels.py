@@ -4,7 +4,7 @@ Ids 0-18 are the Cityscapes train ids (same names, same colours), so that models
 up with Cityscapes tooling. 19 curb and 21 ramp are the ids Sedna's robot example uses for its
 terrain skill; 20 is stairs. 22 and up are classes that unseen tasks introduce: known models never
 saw them, and a lifelong update adds them without changing the meaning of older ids.
-The model manifest, the overlay colours, the dataset writer and the docs legend all read this table.
+The model manifest, the overlay colours, the dataset writer and the docs legend read this table.
 """
 
 from __future__ import annotations
