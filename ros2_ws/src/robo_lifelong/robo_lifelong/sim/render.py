@@ -159,17 +159,22 @@ class Renderer:
                 t = (side * s.road_half - o[1]) / dy
             z = o[2] + t * dz
             consider(t, (z >= 0) & (z <= s.curb_height) & ~in_ramp(o[0] + t * dx), 4)
-        for cell in cells:
-            if not cell.ramp:
-                continue
-            for xe in (cell.x0 + s.ramp_start, cell.x0 + s.ramp_start + s.ramp_length):
-                with np.errstate(divide='ignore'):
-                    t = (xe - o[0]) / d[0, g]
-                ay = np.abs(o[1] + t * dy)
-                ramp_z = (ay - s.road_half) * slope
-                z = o[2] + t * dz
-                inside = (ay >= s.road_half) & (ay < s.road_half + s.ramp_width)
-                consider(t, inside & (z >= ramp_z) & (z <= s.curb_height), 5)
+        # Ramp side faces are at most curb-high: beyond ~30 m they are under two pixels.
+        ends = [
+            x
+            for c in cells
+            if c.ramp
+            for x in (c.x0 + s.ramp_start, c.x0 + s.ramp_start + s.ramp_length)
+            if abs(x - o[0]) < 30.0
+        ]
+        for xe in ends:
+            with np.errstate(divide='ignore'):
+                t = (xe - o[0]) / dx
+            ay = np.abs(o[1] + t * dy)
+            ramp_z = (ay - s.road_half) * slope
+            z = o[2] + t * dz
+            inside = (ay >= s.road_half) & (ay < s.road_half + s.ramp_width)
+            consider(t, inside & (z >= ramp_z) & (z <= s.curb_height), 5)
 
         hit = np.flatnonzero(surface)
         g, t, code = g[hit], best[hit], surface[hit]
@@ -433,7 +438,7 @@ def _pattern(hits: Hits, pattern: np.ndarray, night: bool) -> tuple[np.ndarray, 
     flat indices of lit windows at night. Each pattern is evaluated on its own pixels only."""
     f = np.ones(hits.u.size, np.float32)
     lit = None
-    for kind in np.unique(pattern):
+    for kind in np.flatnonzero(np.bincount(pattern, minlength=len(mat.Pattern))):
         if kind == mat.Pattern.PLAIN:
             continue
         idx = np.flatnonzero(pattern == kind)
