@@ -1,0 +1,70 @@
+"""Pairs RGB frames with aligned depth frames by stamp, waiting a bounded time for the depth.
+
+The camera publishes colour and aligned depth with the same stamp, but they arrive separately and
+either may be lost. A colour frame is released as soon as its depth arrives, or without depth once
+``max_wait`` has passed; only the newest colour frame is kept, so a slow consumer never builds a
+backlog (older waiting frames are counted as dropped).
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Generic, TypeVar
+
+T = TypeVar('T')
+D = TypeVar('D')
+
+
+@dataclass(frozen=True)
+class Pair(Generic[T, D]):
+    stamp_ns: int
+    rgb: T
+    depth: D | None
+
+
+class FrameSync(Generic[T, D]):
+    def __init__(
+        self, max_wait_s: float = 0.05, tolerance_ns: int = 1_000_000, keep_depth: int = 8
+    ):
+        self.max_wait_ns = int(max_wait_s * 1e9)
+        self.tolerance_ns = tolerance_ns
+        self.keep_depth = keep_depth
+        self._rgb: tuple[int, T, int] | None = None  # (stamp, frame, arrival time)
+        self._depth: dict[int, D] = {}
+        self.dropped = 0  # colour frames replaced by a newer one before they were released
+
+    def _find_depth(self, stamp_ns: int) -> D | None:
+        best = min(self._depth, key=lambda s: abs(s - stamp_ns), default=None)
+        if best is None or abs(best - stamp_ns) > self.tolerance_ns:
+            return None
+        return self._depth.pop(best)
+
+    def add_rgb(self, stamp_ns: int, frame: T, now_ns: int) -> Pair[T, D] | None:
+        """Offer a colour frame; returns a pair at once when its depth is already here."""
+        if self._rgb is not None:
+            self.dropped += 1
+        depth = self._find_depth(stamp_ns)
+        if depth is not None:
+            self._rgb = None
+            return Pair(stamp_ns, frame, depth)
+        self._rgb = (stamp_ns, frame, now_ns)
+        return None
+
+    def add_depth(self, stamp_ns: int, frame: D) -> Pair[T, D] | None:
+        """Offer a depth frame; returns the waiting colour frame's pair when the stamps match."""
+        if self._rgb is not None and abs(self._rgb[0] - stamp_ns) <= self.tolerance_ns:
+            stamp, rgb, _ = self._rgb
+            self._rgb = None
+            return Pair(stamp, rgb, frame)
+        self._depth[stamp_ns] = frame
+        while len(self._depth) > self.keep_depth:
+            del self._depth[min(self._depth)]
+        return None
+
+    def expire(self, now_ns: int) -> Pair[T, D] | None:
+        """Release the waiting colour frame without depth once it has waited ``max_wait``."""
+        if self._rgb is not None and now_ns - self._rgb[2] >= self.max_wait_ns:
+            stamp, rgb, _ = self._rgb
+            self._rgb = None
+            return Pair(stamp, rgb, None)
+        return None
