@@ -15,3 +15,32 @@ class ImageConversionError(RoboLifelongError, TypeError):
 
 class DatasetError(RoboLifelongError, ValueError):
     """A Sedna dataset index or one of the files it names is missing or malformed."""
+
+
+class StorageError(RoboLifelongError):
+    """A storage URL is malformed, or an object is missing or its store is unreachable."""
+
+
+class ObjectMissing(StorageError):
+    """The object (or local file) a storage URL names does not exist."""
+
+
+class PreconditionFailed(StorageError):
+    """A conditional write lost a race: the object changed since it was read (HTTP 412/409)."""
+
+
+class ReportError(RoboLifelongError):
+    """A worker report to Sedna's LocalController was refused or could not be delivered."""
+
+
+class SpoolError(RoboLifelongError):
+    """The on-robot sample spool cannot take or give a sample (bad id, unreadable entry)."""
+
+
+class SpoolFullError(SpoolError):
+    """The spool is at its size or count bound, or its disk is full: the sample was refused and
+    nothing already spooled was touched."""
+
+
+class ModelPackageError(RoboLifelongError):
+    """A model package or deploy pointer is missing, malformed, fails its schema or its hash."""

@@ -1,0 +1,441 @@
+"""One object-store interface for local directories and ``s3://bucket/prefix`` URLs.
+
+Keys are relative posix paths below the URL the store was opened with. Writes are atomic
+(local: temp file + fsync + rename; S3: one PUT), and shared index files are updated with
+conditional writes (``read_with_etag`` / ``write_if``), so concurrent robots appending to the same
+``data.txt`` never lose or duplicate a line (``append_line_once``).
+
+S3 endpoint and keys come from the variables Sedna injects into workers (``S3_ENDPOINT_URL`` with
+scheme, ``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY``), else from the standard AWS variables
+(``AWS_ENDPOINT_URL[_S3]``, ``AWS_ACCESS_KEY_ID`` ...) and config files. boto3 is imported only
+when an ``s3://`` URL is opened.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import logging
+import os
+import random
+import re
+import shutil
+import tempfile
+import time
+from abc import ABC, abstractmethod
+from collections.abc import Mapping
+from pathlib import Path
+
+from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
+
+log = logging.getLogger(__name__)
+
+# botocore's own retries (tries, not retries: `max_attempts` would count retries only)
+S3_TOTAL_ATTEMPTS = 3
+S3_CONNECT_TIMEOUT_S = 3.0
+S3_READ_TIMEOUT_S = 30.0
+# append_line_once: conditional-write rounds before giving up, and its jittered backoff
+APPEND_ATTEMPTS = 60
+APPEND_BACKOFF_S = 0.02
+APPEND_BACKOFF_CAP_S = 1.0
+
+_BUCKET_RE = re.compile(r'^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')
+# Local bookkeeping files next to the objects; never listed as objects.
+_LOCK_SUFFIX = '.robo-lock'
+_TMP_MARK = '.robo-tmp-'
+
+
+def join(url: str, *parts: str) -> str:
+    """``url`` with ``parts`` appended by single slashes (no ``//`` in the key part)."""
+    out = url.rstrip('/')
+    for part in parts:
+        part = part.strip('/')
+        if part:
+            out = f'{out}/{part}'
+    return out
+
+
+class Storage(ABC):
+    """An object store rooted at ``url``; every method takes keys relative to that root."""
+
+    url: str
+
+    @abstractmethod
+    def read_bytes(self, key: str) -> bytes:
+        """Content of ``key``; ObjectMissing (a StorageError) if there is none."""
+
+    @abstractmethod
+    def write_bytes(self, key: str, data: bytes) -> None:
+        """Atomically create or replace ``key``."""
+
+    @abstractmethod
+    def exists(self, key: str) -> bool: ...
+
+    @abstractmethod
+    def list(self, prefix: str = '') -> list[str]:
+        """Sorted keys starting with ``prefix`` (a key prefix, not necessarily a directory)."""
+
+    @abstractmethod
+    def download_file(self, key: str, path: str | os.PathLike) -> None:
+        """Copy ``key`` to the local file ``path`` (parent directories are created)."""
+
+    @abstractmethod
+    def upload_file(self, path: str | os.PathLike, key: str) -> None: ...
+
+    @abstractmethod
+    def delete(self, key: str) -> None:
+        """Remove ``key``; deleting a missing key is not an error."""
+
+    @abstractmethod
+    def read_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        """``(content, etag)``, or ``(None, None)`` if ``key`` does not exist."""
+
+    @abstractmethod
+    def write_if(self, key: str, data: bytes, etag: str | None) -> str:
+        """Write ``key`` only if its etag is still ``etag`` (``None``: only if it does not exist).
+
+        Returns the new etag; raises PreconditionFailed if the object changed meanwhile.
+        """
+
+    def url_for(self, key: str) -> str:
+        return join(self.url, _check_key(key))
+
+    def append_line_once(
+        self,
+        key: str,
+        line: str,
+        line_id: str,
+        attempts: int = APPEND_ATTEMPTS,
+    ) -> bool:
+        """Append ``line`` to the text object ``key`` unless a line with token ``line_id`` exists.
+
+        ``line_id`` must be one of the whitespace-separated tokens of ``line`` (a data.txt line's
+        rgb path, for instance); a line "exists" when any stored line has that token. Each round
+        reads the object with its etag and writes it back conditionally; a lost race re-reads.
+        Because the check runs on every round, a PUT that landed although its reply was lost (its
+        retry answers 412) is found on the next read instead of being appended twice.
+        Returns True if this call appended the line, False if it was already there.
+        """
+        if '\n' in line or '\r' in line:
+            raise ValueError(f'line must be a single line, got {line!r}')
+        if line_id not in line.split():
+            raise ValueError(f'line_id {line_id!r} is not a token of line {line!r}')
+        for attempt in range(attempts):
+            data, etag = self.read_with_etag(key)
+            text = (data or b'').decode('utf-8')
+            if any(line_id in stored.split() for stored in text.splitlines()):
+                return False
+            if text and not text.endswith('\n'):
+                text += '\n'
+            try:
+                self.write_if(key, (text + line + '\n').encode('utf-8'), etag)
+                return True
+            except PreconditionFailed:
+                delay = random.uniform(0, min(APPEND_BACKOFF_CAP_S, APPEND_BACKOFF_S * 2**attempt))
+                log.debug('append to %s lost a race (round %d); retrying', key, attempt + 1)
+                time.sleep(delay)
+        raise StorageError(
+            f'could not append {line_id!r} to {self.url_for(key)!r}: '
+            f'{attempts} conditional writes lost the race'
+        )
+
+
+def open_storage(url: str, environ: Mapping[str, str] | None = None) -> Storage:
+    """Storage for a local path (or ``file://`` URL) or ``s3://bucket[/prefix]``.
+
+    ``environ`` (default ``os.environ``) supplies the S3 endpoint and keys.
+    """
+    if not isinstance(url, str) or not url.strip():
+        raise StorageError(f'storage URL must be a non-empty string, got {url!r}')
+    if url.startswith('s3://'):
+        return S3Storage(url, os.environ if environ is None else environ)
+    if url.startswith('file://'):
+        return LocalStorage(url[len('file://') :])
+    if re.match(r'^[A-Za-z][A-Za-z0-9+.-]*://', url):
+        raise StorageError(f'unsupported storage URL {url!r}: use s3://bucket/prefix or a path')
+    return LocalStorage(url)
+
+
+def _check_key(key: str) -> str:
+    parts = key.split('/')
+    if not key or key.startswith('/') or '..' in parts or '' in parts[:-1] or '\\' in key:
+        raise StorageError(f'bad key {key!r}: a relative posix path without ".." or "//"')
+    return key
+
+
+def _hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+class LocalStorage(Storage):
+    """A directory; conditional writes hold a lock file and compare a content hash."""
+
+    def __init__(self, root: str | os.PathLike) -> None:
+        self.root = Path(root).expanduser().absolute()
+        self.url = str(self.root)
+
+    def __repr__(self) -> str:
+        return f'LocalStorage({self.url!r})'
+
+    def _path(self, key: str) -> Path:
+        return self.root / _check_key(key)
+
+    def read_bytes(self, key: str) -> bytes:
+        path = self._path(key)
+        try:
+            return path.read_bytes()
+        except FileNotFoundError as e:
+            raise ObjectMissing(f'no object at {str(path)!r}') from e
+        except OSError as e:
+            raise StorageError(f'cannot read {str(path)!r}: {e}') from e
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._atomic_write(self._path(key), lambda f: f.write(data))
+
+    def _atomic_write(self, path: Path, fill) -> None:
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            fd, tmp = tempfile.mkstemp(prefix=f'.{path.name}{_TMP_MARK}', dir=path.parent)
+            try:
+                with os.fdopen(fd, 'wb') as f:
+                    fill(f)
+                    f.flush()
+                    os.fsync(f.fileno())
+                os.replace(tmp, path)
+            except BaseException:
+                Path(tmp).unlink(missing_ok=True)
+                raise
+            # the rename itself must reach the disk too, or a crash can undo it
+            dir_fd = os.open(path.parent, os.O_RDONLY)
+            try:
+                os.fsync(dir_fd)
+            finally:
+                os.close(dir_fd)
+        except OSError as e:
+            raise StorageError(f'cannot write {str(path)!r}: {e}') from e
+
+    def exists(self, key: str) -> bool:
+        return self._path(key).is_file()
+
+    def list(self, prefix: str = '') -> list[str]:
+        start = self.root / prefix.rpartition('/')[0] if '/' in prefix else self.root
+        if not start.is_dir():
+            return []
+        keys = []
+        for dirpath, _dirs, files in os.walk(start):
+            for name in files:
+                if name.endswith(_LOCK_SUFFIX) or _TMP_MARK in name:
+                    continue
+                key = Path(dirpath, name).relative_to(self.root).as_posix()
+                if key.startswith(prefix):
+                    keys.append(key)
+        return sorted(keys)
+
+    def download_file(self, key: str, path: str | os.PathLike) -> None:
+        src = self._path(key)
+        if not src.is_file():
+            raise ObjectMissing(f'no object at {str(src)!r}')
+        with src.open('rb') as f_in:
+            self._atomic_write(Path(path), lambda f_out: shutil.copyfileobj(f_in, f_out))
+
+    def upload_file(self, path: str | os.PathLike, key: str) -> None:
+        try:
+            f_in = open(path, 'rb')  # noqa: SIM115 - closed below, after the atomic write
+        except OSError as e:
+            raise StorageError(f'cannot read {str(path)!r} for upload: {e}') from e
+        with f_in:
+            self._atomic_write(self._path(key), lambda f_out: shutil.copyfileobj(f_in, f_out))
+
+    def delete(self, key: str) -> None:
+        try:
+            self._path(key).unlink(missing_ok=True)
+        except OSError as e:
+            raise StorageError(f'cannot delete {self.url_for(key)!r}: {e}') from e
+
+    def read_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            data = self._path(key).read_bytes()
+        except FileNotFoundError:
+            return None, None
+        except OSError as e:
+            raise StorageError(f'cannot read {self.url_for(key)!r}: {e}') from e
+        return data, _hash(data)
+
+    def write_if(self, key: str, data: bytes, etag: str | None) -> str:
+        path = self._path(key)
+        lock_path = path.with_name(path.name + _LOCK_SUFFIX)
+        try:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            lock_fd = os.open(lock_path, os.O_RDWR | os.O_CREAT, 0o644)
+        except OSError as e:
+            raise StorageError(f'cannot lock {str(path)!r}: {e}') from e
+        try:
+            # flock is per open file description, so threads of one process exclude each other too
+            fcntl.flock(lock_fd, fcntl.LOCK_EX)
+            _data, current = self.read_with_etag(key)
+            if current != etag:
+                raise PreconditionFailed(
+                    f'{str(path)!r} changed: expected etag {etag!r}, found {current!r}'
+                )
+            self.write_bytes(key, data)
+            return _hash(data)
+        finally:
+            os.close(lock_fd)  # closing releases the lock
+
+
+class S3Storage(Storage):
+    """``s3://bucket[/prefix]`` through boto3 (path-style addressing for custom endpoints)."""
+
+    def __init__(self, url: str, environ: Mapping[str, str]) -> None:
+        bucket, _, prefix = url[len('s3://') :].partition('/')
+        if not _BUCKET_RE.match(bucket):
+            raise StorageError(
+                f'bad S3 URL {url!r}: bucket {bucket!r} must be 3-63 characters of a-z 0-9 . -'
+            )
+        self.bucket = bucket
+        self.prefix = prefix.strip('/')
+        self.url = join(f's3://{bucket}', self.prefix)
+        self.endpoint_url = (
+            environ.get('S3_ENDPOINT_URL')
+            or environ.get('AWS_ENDPOINT_URL_S3')
+            or environ.get('AWS_ENDPOINT_URL')
+            or None
+        )
+        if self.endpoint_url and not re.match(r'^https?://', self.endpoint_url):
+            raise StorageError(
+                f'S3_ENDPOINT_URL must include the scheme (http:// or https://), '
+                f'got {self.endpoint_url!r}'
+            )
+        self._client = _make_client(self.endpoint_url, environ)
+
+    def __repr__(self) -> str:
+        return f'S3Storage({self.url!r}, endpoint_url={self.endpoint_url!r})'
+
+    def _key(self, key: str) -> str:
+        return join(self.prefix, _check_key(key)) if self.prefix else _check_key(key)
+
+    def _op(self, operation: str, key: str, **kwargs):
+        """Run the boto3 ``operation`` on ``key`` with failures mapped to our errors."""
+        call = getattr(self._client, operation)
+        return self._guarded(
+            operation,
+            self.url_for(key),
+            lambda: call(Bucket=self.bucket, Key=self._key(key), **kwargs),
+        )
+
+    def _guarded(self, operation: str, target: str, fn):
+        """``fn()``; its failures become StorageError naming the URL (never the credentials)."""
+        from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+
+        try:
+            return fn()
+        except ClientError as e:
+            error = e.response.get('Error', {})
+            code = str(error.get('Code', ''))
+            status = e.response.get('ResponseMetadata', {}).get('HTTPStatusCode')
+            # real S3 answers 409 ConditionalRequestConflict for a concurrent conditional write
+            if code in ('PreconditionFailed', 'ConditionalRequestConflict') or status in (
+                409,
+                412,
+            ):
+                raise PreconditionFailed(f'{operation} {target!r}: object changed ({code})') from e
+            if code in ('NoSuchKey', '404', 'NotFound'):
+                raise ObjectMissing(f'no object at {target!r}') from e
+            if code == 'NoSuchBucket':
+                raise StorageError(f'{operation} {target!r}: no bucket {self.bucket!r}') from e
+            message = error.get('Message', '')
+            raise StorageError(f'{operation} {target!r} failed: {code} {message}') from e
+        except NoCredentialsError as e:
+            raise StorageError(
+                f'{operation} {target!r}: no S3 credentials (set ACCESS_KEY_ID and '
+                'SECRET_ACCESS_KEY, or the AWS variables)'
+            ) from e
+        except BotoCoreError as e:
+            # connection refused or timed out, after botocore's bounded retries
+            endpoint = self.endpoint_url or '(AWS default)'
+            raise StorageError(
+                f'{operation} {target!r}: S3 endpoint {endpoint!r} unreachable or failing: {e}'
+            ) from e
+
+    def read_bytes(self, key: str) -> bytes:
+        return self._op('get_object', key)['Body'].read()
+
+    def write_bytes(self, key: str, data: bytes) -> None:
+        self._op('put_object', key, Body=data)
+
+    def exists(self, key: str) -> bool:
+        try:
+            self._op('head_object', key)
+        except ObjectMissing:
+            return False
+        return True
+
+    def list(self, prefix: str = '') -> list[str]:
+        root = f'{self.prefix}/' if self.prefix else ''
+        paginator = self._client.get_paginator('list_objects_v2')
+
+        def collect() -> list[str]:
+            keys = []
+            for page in paginator.paginate(Bucket=self.bucket, Prefix=root + prefix):
+                keys.extend(obj['Key'][len(root) :] for obj in page.get('Contents', []))
+            return keys
+
+        return sorted(self._guarded('list', join(self.url, prefix), collect))
+
+    def download_file(self, key: str, path: str | os.PathLike) -> None:
+        Path(path).parent.mkdir(parents=True, exist_ok=True)
+        self._op('download_file', key, Filename=str(path))
+
+    def upload_file(self, path: str | os.PathLike, key: str) -> None:
+        if not Path(path).is_file():
+            raise StorageError(f'cannot upload {str(path)!r}: no such file')
+        self._op('upload_file', key, Filename=str(path))
+
+    def delete(self, key: str) -> None:
+        self._op('delete_object', key)
+
+    def read_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
+        try:
+            response = self._op('get_object', key)
+        except ObjectMissing:
+            return None, None
+        return response['Body'].read(), response['ETag']
+
+    def write_if(self, key: str, data: bytes, etag: str | None) -> str:
+        condition = {'IfNoneMatch': '*'} if etag is None else {'IfMatch': etag}
+        return self._op('put_object', key, Body=data, **condition)['ETag']
+
+
+def _make_client(endpoint_url: str | None, environ: Mapping[str, str]):
+    try:
+        import boto3
+        from botocore.config import Config
+    except ImportError as e:
+        raise StorageError(
+            's3:// URLs need boto3: pip install boto3 (pinned in requirements/edge.txt)'
+        ) from e
+    config = Config(
+        connect_timeout=S3_CONNECT_TIMEOUT_S,
+        read_timeout=S3_READ_TIMEOUT_S,
+        retries={'mode': 'standard', 'total_max_attempts': S3_TOTAL_ATTEMPTS},
+        # S3-compatible stores differ in virtual-host DNS and in the newer default checksums
+        s3={'addressing_style': 'path'} if endpoint_url else None,
+        request_checksum_calculation='when_required',
+        response_checksum_validation='when_required',
+    )
+    session = boto3.session.Session()
+    region = environ.get('AWS_REGION') or environ.get('AWS_DEFAULT_REGION') or session.region_name
+    access_key = environ.get('ACCESS_KEY_ID') or environ.get('AWS_ACCESS_KEY_ID')
+    secret_key = environ.get('SECRET_ACCESS_KEY') or environ.get('AWS_SECRET_ACCESS_KEY')
+    credentials = (
+        {'aws_access_key_id': access_key, 'aws_secret_access_key': secret_key}
+        if access_key and secret_key
+        else {}  # boto3's own chain: AWS variables, config files, instance roles
+    )
+    return session.client(
+        's3',
+        endpoint_url=endpoint_url,
+        region_name=region or 'us-east-1',
+        config=config,
+        **credentials,
+    )
