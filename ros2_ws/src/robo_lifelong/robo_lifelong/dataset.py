@@ -164,6 +164,7 @@ class DatasetWriter:
                 raise DatasetError(f'cannot write {path}')
         sample = Sample(paths['rgb'], paths.get('depth'), paths['label'], task)
         self._index.write(sample.line() + '\n')
+        self._index.flush()  # line counting (Sedna's trigger) sees each sample at once
         self.tasks[sample.rgb] = task
         return sample
 
