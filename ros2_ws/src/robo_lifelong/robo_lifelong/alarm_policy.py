@@ -1,0 +1,238 @@
+"""The unseen-task alarm: a pure state machine over the stream of calibrated unseen scores.
+
+Levels follow diagnostic_msgs/DiagnosticStatus (OK 0, WARN 1, ERROR 2, STALE 3):
+
+* WARN: the smoothed score stayed above the threshold for ``warn_enter_frames`` frames in a row;
+* ERROR: the episode persisted (``error_enter_frames`` frames above the threshold since it began,
+  or ``error_enter_seconds`` with the score still above it): the emergency response;
+* back to OK only after ``exit_frames`` consecutive frames below ``exit_ratio * threshold``, so a
+  score hovering around the threshold cannot flap;
+* STALE: no model, no frame yet, or no frame for ``stale_after`` seconds. Recovery restarts the
+  smoothing, since scores from before the gap say nothing about the scene now.
+
+Times are seconds on any monotonic clock the caller chooses (node clock or bag time).
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from enum import IntEnum
+
+from robo_lifelong.errors import ConfigError
+
+
+class AlarmLevel(IntEnum):
+    """Values equal diagnostic_msgs/DiagnosticStatus levels, so nodes can pass them through."""
+
+    OK = 0
+    WARN = 1
+    ERROR = 2
+    STALE = 3
+
+
+@dataclass(frozen=True)
+class AlarmConfig:
+    ema_alpha: float = 0.5  # weight of the newest score in the exponential moving average
+    warn_enter_frames: int = 3  # consecutive frames above the threshold before WARN
+    error_enter_frames: int | None = 8  # frames above the threshold in the episode before ERROR
+    error_enter_seconds: float | None = None  # or: episode age (score still above) before ERROR
+    exit_ratio: float = 0.8  # exit threshold = exit_ratio * threshold (hysteresis)
+    exit_frames: int = 10  # consecutive frames below the exit threshold before OK
+    stale_after: float = 1.0  # seconds without frames before STALE
+    max_sample_ids: int = 50  # newest sample ids kept per episode (bounds the status size)
+
+    def __post_init__(self) -> None:
+        if not 0.0 < self.ema_alpha <= 1.0:
+            raise ConfigError(f'ema_alpha must be in (0, 1], got {self.ema_alpha!r}')
+        if not 0.0 < self.exit_ratio <= 1.0:
+            raise ConfigError(f'exit_ratio must be in (0, 1], got {self.exit_ratio!r}')
+        for name in ('warn_enter_frames', 'exit_frames', 'max_sample_ids'):
+            if getattr(self, name) < 1:
+                raise ConfigError(f'{name} must be >= 1, got {getattr(self, name)!r}')
+        if self.error_enter_frames is None and self.error_enter_seconds is None:
+            raise ConfigError('set error_enter_frames or error_enter_seconds (or both)')
+        if (
+            self.error_enter_frames is not None
+            and self.error_enter_frames < self.warn_enter_frames
+        ):
+            raise ConfigError(
+                f'error_enter_frames ({self.error_enter_frames!r}) must be >= '
+                f'warn_enter_frames ({self.warn_enter_frames!r})'
+            )
+        if self.error_enter_seconds is not None and not self.error_enter_seconds > 0.0:
+            raise ConfigError(f'error_enter_seconds must be > 0, got {self.error_enter_seconds!r}')
+        if not self.stale_after > 0.0:
+            raise ConfigError(f'stale_after must be > 0, got {self.stale_after!r}')
+
+
+@dataclass(frozen=True)
+class AlarmStatus:
+    level: AlarmLevel
+    message: str
+    score: float | None  # smoothed score; None before the first frame or after a gap
+    threshold: float | None
+    task_guess: str
+    model_version: str | None
+    since: float  # time the current level started
+    sample_ids: tuple[str, ...]  # samples collected during the current episode
+
+    def key_values(self) -> list[tuple[str, str]]:
+        """The DiagnosticStatus key-values (names as in ARCHITECTURE.md)."""
+
+        def num(v: float | None) -> str:
+            return '' if v is None else f'{v:.4f}'
+
+        return [
+            ('level', self.level.name),
+            ('score', num(self.score)),
+            ('threshold', num(self.threshold)),
+            ('task', self.task_guess),
+            ('model_version', self.model_version or ''),
+            ('since', f'{self.since:.3f}'),
+            ('sample_ids', ','.join(self.sample_ids)),
+        ]
+
+
+class AlarmPolicy:
+    """Feed it every processed frame (``score`` given) and a periodic tick (``score=None``)."""
+
+    def __init__(self, config: AlarmConfig | None = None) -> None:
+        self.config = config or AlarmConfig()
+        self._level = AlarmLevel.STALE
+        self._message = 'no frames yet'
+        self._since: float | None = None
+        self._last_t: float | None = None
+        self._last_frame_t: float | None = None
+        self._ema: float | None = None
+        self._threshold: float | None = None
+        self._task = ''
+        self._model: str | None = None
+        self._above_run = 0  # consecutive frames above the threshold
+        self._below_run = 0  # consecutive frames below the exit threshold
+        self._episode_above = 0  # frames above the threshold since the episode began
+        self._episode_start: float | None = None
+        self._sample_ids: list[str] = []
+
+    @property
+    def level(self) -> AlarmLevel:
+        return self._level
+
+    def attach_sample(self, sample_id: str) -> None:
+        """Record a sample collected during the current episode; the status lists it until the
+        episode ends (back to OK, or STALE)."""
+        self._sample_ids.append(sample_id)
+        del self._sample_ids[: -self.config.max_sample_ids]
+
+    def status(self) -> AlarmStatus:
+        return AlarmStatus(
+            level=self._level,
+            message=self._message,
+            score=self._ema,
+            threshold=self._threshold,
+            task_guess=self._task,
+            model_version=self._model,
+            since=self._since if self._since is not None else 0.0,
+            sample_ids=tuple(self._sample_ids),
+        )
+
+    def update(
+        self,
+        t: float,
+        score: float | None = None,
+        *,
+        threshold: float = 1.0,
+        task_guess: str = '',
+        model_version: str | None,
+    ) -> tuple[AlarmStatus, bool]:
+        """Advance to time ``t``. ``score`` is the frame's calibrated unseen score, or None when
+        this is a tick without a frame (a non-finite score counts as no frame).
+
+        :return: the status after this update and whether its level changed.
+        """
+        if self._last_t is not None and t < self._last_t:
+            t = self._last_t  # a clock step backwards must not shorten 'since' or staleness
+        self._last_t = t
+        if self._since is None:
+            self._since = t
+        self._model = model_version
+        before = self._level
+        frame = score is not None and math.isfinite(score)
+        if frame:
+            self._last_frame_t = t
+        if model_version is None:
+            self._go_stale(t, 'no model loaded')
+        elif self._last_frame_t is None:
+            self._go_stale(t, 'no frames yet')
+        elif t - self._last_frame_t > self.config.stale_after:
+            self._go_stale(t, f'no frames for {t - self._last_frame_t:.1f} s')
+        elif frame and score is not None:
+            if self._level == AlarmLevel.STALE:
+                self._set(AlarmLevel.OK, t, '')
+            self._threshold, self._task = threshold, task_guess
+            self._on_frame(t, score, threshold)
+        return self.status(), self._level != before
+
+    def _go_stale(self, t: float, why: str) -> None:
+        if self._level != AlarmLevel.STALE:
+            self._set(AlarmLevel.STALE, t, why)
+            self._reset_episode()
+            self._ema = None
+        self._message = why
+
+    def _reset_episode(self) -> None:
+        self._above_run = self._below_run = self._episode_above = 0
+        self._episode_start = None
+        self._sample_ids.clear()
+
+    def _set(self, level: AlarmLevel, t: float, message: str) -> None:
+        self._level, self._since, self._message = level, t, message
+
+    def _on_frame(self, t: float, score: float, threshold: float) -> None:
+        cfg = self.config
+        a = cfg.ema_alpha
+        self._ema = score if self._ema is None else a * score + (1.0 - a) * self._ema
+        above = self._ema > threshold
+        below_exit = self._ema < cfg.exit_ratio * threshold
+        self._above_run = self._above_run + 1 if above else 0
+        self._below_run = self._below_run + 1 if below_exit else 0
+        if above:
+            if self._episode_start is None:
+                self._episode_start = t
+            self._episode_above += 1
+
+        if self._level == AlarmLevel.OK:
+            if self._above_run >= cfg.warn_enter_frames:
+                self._set(AlarmLevel.WARN, t, '')
+            elif not above:
+                # no episode in progress: what was attached belonged to isolated frames
+                self._reset_episode()
+        if self._level == AlarmLevel.WARN and above and self._persistent(t):
+            self._set(AlarmLevel.ERROR, t, '')
+        if (
+            self._level in (AlarmLevel.WARN, AlarmLevel.ERROR)
+            and self._below_run >= cfg.exit_frames
+        ):
+            self._set(AlarmLevel.OK, t, '')
+            self._reset_episode()
+        self._message = self._describe(threshold)
+
+    def _persistent(self, t: float) -> bool:
+        cfg = self.config
+        by_frames = (
+            cfg.error_enter_frames is not None and self._episode_above >= cfg.error_enter_frames
+        )
+        by_time = (
+            cfg.error_enter_seconds is not None
+            and self._episode_start is not None
+            and t - self._episode_start >= cfg.error_enter_seconds
+        )
+        return by_frames or by_time
+
+    def _describe(self, threshold: float) -> str:
+        score = f'smoothed score {self._ema:.2f} (threshold {threshold:.2f})'
+        if self._level == AlarmLevel.OK:
+            return f'known task {self._task!r}: {score}'
+        if self._level == AlarmLevel.WARN:
+            return f'unseen task suspected: {score}'
+        return f'persistent unseen task, emergency response: {score}'
