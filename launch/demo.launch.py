@@ -1,0 +1,62 @@
+"""Robot bringup driven by the simulated campus camera instead of a real one.
+
+ros2 launch robo_lifelong demo.launch.py schedule:=sunny:20,night:15,sunny:20
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, IncludeLaunchDescription
+from launch.launch_description_sources import PythonLaunchDescriptionSource
+from launch.substitutions import LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+PACKAGE = 'robo_lifelong'
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory(PACKAGE)
+    arguments = {
+        'namespace': (PACKAGE, 'namespace of every node and topic'),
+        'schedule': ('sunny:20,night:15,sunny:20', 'task:seconds route schedule'),
+        'rate_hz': ('15.0', 'camera frame rate'),
+        'width': ('424', 'image width'),
+        'height': ('240', 'image height'),
+        'ground_truth_dir': (
+            os.path.join(os.path.expanduser('~'), '.robo_lifelong', 'ground_truth'),
+            'where the simulator keeps ground-truth labels for annotation',
+        ),
+    }
+    declared = [
+        DeclareLaunchArgument(name, default_value=default, description=text)
+        for name, (default, text) in arguments.items()
+    ]
+    arg = {name: LaunchConfiguration(name) for name in arguments}
+    camera = Node(
+        package=PACKAGE,
+        executable='sim_camera',
+        name='sim_camera',
+        namespace=arg['namespace'],
+        parameters=[
+            {
+                'schedule': arg['schedule'],
+                'rate_hz': ParameterValue(arg['rate_hz'], value_type=float),
+                'width': ParameterValue(arg['width'], value_type=int),
+                'height': ParameterValue(arg['height'], value_type=int),
+                'ground_truth_dir': arg['ground_truth_dir'],
+            }
+        ],
+        output='screen',
+    )
+    robot = IncludeLaunchDescription(
+        PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'robot.launch.py')),
+        launch_arguments={
+            'namespace': arg['namespace'],
+            # The sim camera publishes relative names, inside the namespace.
+            'rgb_topic': 'camera/color/image_raw',
+            'depth_topic': 'camera/aligned_depth_to_color/image_raw',
+        }.items(),
+    )
+    return LaunchDescription([*declared, robot, camera])

@@ -1,0 +1,88 @@
+"""Robot bringup: perception and bridge in one namespace, with the package's Fast DDS profile.
+
+    ros2 launch robo_lifelong robot.launch.py robot_id:=dog-7 storage_url:=s3://bucket/robots
+
+Camera topics default to the realsense2_camera wrapper's names; remap them with rgb_topic and
+depth_topic. Start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE (see README).
+"""
+
+import os
+
+from ament_index_python.packages import get_package_share_directory
+from launch import LaunchDescription
+from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch_ros.actions import Node
+from launch_ros.parameter_descriptions import ParameterValue
+
+PACKAGE = 'robo_lifelong'
+
+
+def generate_launch_description() -> LaunchDescription:
+    share = get_package_share_directory(PACKAGE)
+    config = os.path.join(share, 'config')
+    default_profile = os.path.join(config, 'fastdds_shm.xml')
+    declared = [
+        DeclareLaunchArgument('namespace', default_value=PACKAGE, description='node namespace'),
+        DeclareLaunchArgument(
+            'params_file',
+            default_value=os.path.join(config, 'robot.yaml'),
+            description='ROS parameter file for the nodes',
+        ),
+        DeclareLaunchArgument(
+            'use_sim_time', default_value='false', description='use /clock (bag replay, sim)'
+        ),
+        DeclareLaunchArgument(
+            'robot_id',
+            default_value='robot-dog-1',
+            description='id of this robot in sample ids and the storage layout',
+        ),
+        DeclareLaunchArgument(
+            'storage_url',
+            default_value=os.path.join(os.path.expanduser('~'), '.robo_lifelong', 'storage'),
+            description='s3://bucket/prefix or a local directory shared with the cloud',
+        ),
+        DeclareLaunchArgument(
+            'rgb_topic', default_value='/camera/camera/color/image_raw', description='RGB topic'
+        ),
+        DeclareLaunchArgument(
+            'depth_topic',
+            default_value='/camera/camera/aligned_depth_to_color/image_raw',
+            description='depth aligned to the RGB image',
+        ),
+        # An already exported profile wins, so users can point all nodes at their own.
+        DeclareLaunchArgument(
+            'fastdds_profile',
+            default_value=EnvironmentVariable(
+                'FASTDDS_DEFAULT_PROFILES_FILE', default_value=default_profile
+            ),
+            description='Fast DDS XML profile (shared memory for large images)',
+        ),
+    ]
+    arg = {a.name: LaunchConfiguration(a.name) for a in declared}
+    common = {
+        'robot_id': arg['robot_id'],
+        'use_sim_time': ParameterValue(arg['use_sim_time'], value_type=bool),
+    }
+    perception = Node(
+        package=PACKAGE,
+        executable='perception',
+        name='perception',
+        namespace=arg['namespace'],
+        parameters=[arg['params_file'], common],
+        remappings=[
+            ('camera/color/image_raw', arg['rgb_topic']),
+            ('camera/aligned_depth_to_color/image_raw', arg['depth_topic']),
+        ],
+        output='screen',
+    )
+    bridge = Node(
+        package=PACKAGE,
+        executable='bridge',
+        name='bridge',
+        namespace=arg['namespace'],
+        parameters=[arg['params_file'], common, {'storage_url': arg['storage_url']}],
+        output='screen',
+    )
+    profile = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', arg['fastdds_profile'])
+    return LaunchDescription([*declared, profile, perception, bridge])
