@@ -1,0 +1,1 @@
+"""A single-machine Sedna controller (GM + LC) for one LifelongLearningJob; see runner.py."""

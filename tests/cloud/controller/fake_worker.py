@@ -1,0 +1,80 @@
+"""A fake Sedna train/eval worker for the controller tests (run as a script, never imported).
+
+``python fake_worker.py train|eval``; ``FAKE_MODE`` (from the job template's env) picks the
+behaviour: ``ok`` writes ``OUTPUT_URL/index.pkl`` (host path or S3) and reports ``completed``;
+``fail`` reports ``failed``; ``crash`` exits 3; ``sigkill`` kills itself; ``silent`` exits 0
+without a report; ``hang`` sleeps until killed. Every run records its environment in
+``FAKE_ENV_DIR/<name>.json``.
+"""
+
+import json
+import os
+import signal
+import sys
+import time
+import urllib.request
+
+from robo_lifelong.storage import open_storage
+
+kind = sys.argv[1]
+mode = os.environ.get('FAKE_MODE', 'ok')
+name = os.environ['WORKER_NAME']
+env_dir = os.environ.get('FAKE_ENV_DIR')
+if env_dir:
+    with open(os.path.join(env_dir, name + '.json'), 'w') as f:
+        json.dump({'argv': sys.argv[1:], 'env': dict(os.environ)}, f)
+
+
+def report(status, results=None):
+    body = {
+        'name': name,
+        'namespace': os.environ['NAMESPACE'],
+        'ownerName': os.environ['JOB_NAME'],
+        'ownerKind': 'lifelonglearningjob',
+        'kind': kind,
+        'status': status,
+    }
+    if results:
+        body['results'] = results
+    request = urllib.request.Request(
+        f'{os.environ["LC_SERVER"]}/sedna/workers/{name}/info',
+        data=json.dumps(body).encode(),
+        headers={'Content-Type': 'application/json'},
+        method='POST',
+    )
+    with urllib.request.urlopen(request, timeout=5) as response:
+        assert response.status == 200
+
+
+if mode == 'crash':
+    sys.exit(3)
+if mode == 'sigkill':
+    os.kill(os.getpid(), signal.SIGKILL)
+if mode == 'hang':
+    time.sleep(3600)
+if mode == 'fail':
+    report('failed')
+    sys.exit(0)
+store = open_storage(os.environ['OUTPUT_URL'], os.environ)  # a host path or s3:// URL
+artefact = {'kind': kind, 'worker': name, 'models': os.environ.get('MODEL_URLS', '')}
+store.write_bytes('index.pkl', json.dumps(artefact).encode())
+url = store.url_for('index.pkl')
+if mode == 'silent':
+    sys.exit(0)
+if kind == 'train':
+    report('completed', [{'format': 'pkl', 'url': url, 'metrics': None}])
+else:
+    report(
+        'completed',
+        [
+            {
+                'format': 'pkl',
+                'url': url,
+                'metrics': {'accuracy': 0.875},
+                'current_metric': {'sunny': {'miou': 0.5}},
+                'classes': ['road', 'curb'],
+                'number_of_labeled_unseen_sample': 3,
+                'ownerInfo': {'dropped': 'by GM'},
+            }
+        ],
+    )
