@@ -44,3 +44,13 @@ class SpoolFullError(SpoolError):
 
 class ModelPackageError(RoboLifelongError):
     """A model package or deploy pointer is missing, malformed, fails its schema or its hash."""
+
+
+class CorruptSample(SpoolError):
+    """A spooled sample's files disagree with its meta.json (names, sizes or sha256), or its
+    meta.json is unreadable: it cannot be uploaded as it was collected."""
+
+
+class FrameError(RoboLifelongError, ValueError):
+    """An input frame cannot be processed (size bound, stamp order, mismatched depth); the frame
+    is skipped and the node keeps running."""

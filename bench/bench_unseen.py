@@ -1,0 +1,242 @@
+"""Unseen-task recognition benchmark: ours vs Sedna's identifier on simulated known/unseen tasks.
+
+A model is trained on the known tasks (or given), both recognisers are calibrated on held-out
+known-task frames (val) at the same target false-alarm rate, then scored on known-task test frames
+and on each unseen task's frames. Reported per unseen task, for both methods:
+
+* image level: AUROC and FPR at 95 % TPR (unseen frames positive, known test frames negative),
+  and the detection rate at the calibrated threshold;
+* pixel level: average precision of the anomaly maps (ours: minus the standardized max logit;
+  baseline: the classifier's OOD probability), at the logits' resolution. Positives are the
+  pixels of classes the model never learned (the construction task's barriers and cones); a task
+  without such classes (night, snow) is out of distribution as a whole, so all its pixels are
+  positives. Negatives: the other pixels of that task's frames and all pixels of the known test
+  frames.
+
+Plus the achieved false-alarm rate on known test frames and the task-guess accuracy.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import json
+import logging
+import time
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass
+from functools import partial
+
+import numpy as np
+
+from robo_lifelong.labels import IGNORE_ID, KNOWN_CLASS_IDS, NUM_CLASSES
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.tasks import KNOWN_TASKS, UNSEEN_TASKS
+from robo_lifelong.sim.world import CampusWorld, Frame
+from robo_lifelong.unseen import (
+    UnseenResult,
+    fit_calibration,
+    score_frame,
+    score_frame_baseline,
+)
+from robo_lifelong_cloud.metrics import auroc, average_precision, fpr_at_tpr
+from robo_lifelong_cloud.model import SegNetConfig, build_model
+from robo_lifelong_cloud.sedna_baseline import fit_baseline, resize_mask, synthetic_ood
+from robo_lifelong_cloud.train_loop import TrainConfig, embed_and_logits, train
+from robo_lifelong_cloud.train_loop import evaluate as evaluate_segmentation
+
+log = logging.getLogger(__name__)
+
+# frames -> (embeddings (N, D), [logits (C, h, w)] * N), as train_loop.embed_and_logits
+Infer = Callable[[Sequence[Frame]], tuple[np.ndarray, list[np.ndarray]]]
+
+TARGETS = {'auroc_min': 0.95, 'fpr95_max': 0.10, 'beats_baseline_on_every_task': True}
+
+
+@dataclass(frozen=True)
+class BenchConfig:
+    width: int = 424
+    height: int = 240
+    train_per_task: int = 200
+    val_per_task: int = 60  # calibration (held out from training)
+    test_per_task: int = 60
+    iterations: int = 600  # training iterations (batch 8)
+    target_fpr: float = 0.05
+    seed: int = 0
+
+
+FULL = BenchConfig()
+QUICK = BenchConfig(
+    width=212, height=120, train_per_task=40, val_per_task=20, test_per_task=20, iterations=60
+)
+
+# frame indices per split, far apart so splits never share a frame
+_SPLIT_START = {'train': 0, 'val': 100_000, 'test': 200_000}
+
+
+def make_frames(world: CampusWorld, task: str, split: str, n: int) -> list[Frame]:
+    return [world.random_frame(task, _SPLIT_START[split] + i) for i in range(n)]
+
+
+@dataclass
+class _Scored:
+    ours: list[UnseenResult]
+    base: list[UnseenResult]
+    labels: list[np.ndarray]  # label maps at the logits' resolution
+
+
+def _score(infer: Infer, frames: Sequence[Frame], ours_cal, base_cal) -> tuple[_Scored, float]:
+    embeddings, logits_list = infer(frames)
+    scored = _Scored([], [], [])
+    seconds = 0.0
+    for frame, emb, logits in zip(frames, embeddings, logits_list, strict=True):
+        t0 = time.perf_counter()
+        scored.ours.append(score_frame(ours_cal, emb, logits))
+        seconds += time.perf_counter() - t0
+        scored.base.append(score_frame_baseline(base_cal, logits))
+        scored.labels.append(resize_mask(frame.labels, logits.shape[1:]))
+    return scored, seconds
+
+
+def _pixel_ap(known: _Scored, unseen: _Scored, which: str, novel_ids: Sequence[int]) -> float:
+    """Pixel AP of method ``which`` ('ours' or 'base'); see the module docstring for labels."""
+    has_novel = any(np.isin(lab, novel_ids).any() for lab in unseen.labels)
+    scores, positives = [], []
+    for group, is_unseen in ((known, False), (unseen, True)):
+        for result, lab in zip(getattr(group, which), group.labels, strict=True):
+            valid = lab != IGNORE_ID
+            if not is_unseen:
+                pos = np.zeros(lab.shape, bool)
+            elif has_novel:
+                pos = np.isin(lab, novel_ids)
+            else:
+                pos = np.ones(lab.shape, bool)
+            scores.append(result.anomaly_map[valid])
+            positives.append(pos[valid])
+    return average_precision(np.concatenate(scores), np.concatenate(positives))
+
+
+def _image_metrics(known: list[UnseenResult], unseen: list[UnseenResult]) -> dict:
+    k = [r.score for r in known]
+    u = [r.score for r in unseen]
+    return {
+        'auroc': auroc(k, u),
+        'fpr95': fpr_at_tpr(k, u, 0.95),
+        'detection_rate': float(np.mean([r.is_unseen for r in unseen])),
+    }
+
+
+def evaluate(
+    infer: Infer,
+    val: Sequence[Frame],
+    known_test: Sequence[Frame],
+    unseen_test: dict[str, Sequence[Frame]],
+    target_fpr: float = 0.05,
+    seed: int = 0,
+) -> dict:
+    """Calibrate both recognisers on ``val`` (known tasks) and score the test frames."""
+    rng = np.random.default_rng(seed)
+    val_emb, val_logits = infer(val)
+    t0 = time.perf_counter()
+    ours_cal = fit_calibration(val_emb, [f.task for f in val], val_logits, target_fpr)
+    fit_seconds = time.perf_counter() - t0
+    perturbed = [synthetic_ood(f.rgb, rng) for f in val]
+    ood_frames = [
+        dataclasses.replace(f, rgb=rgb) for f, (rgb, _) in zip(val, perturbed, strict=True)
+    ]
+    _, ood_logits = infer(ood_frames)
+    masks = [m for _, m in perturbed]
+    base_cal = fit_baseline(val_logits, ood_logits, masks, target_fpr, seed=seed)
+
+    known, seconds = _score(infer, known_test, ours_cal, base_cal)
+    novel_ids = [i for i in range(NUM_CLASSES) if i not in KNOWN_CLASS_IDS]
+    per_task = {}
+    for task, frames in unseen_test.items():
+        unseen, more = _score(infer, frames, ours_cal, base_cal)
+        seconds += more
+        # frames of a new-class task in which no new-class object is in view look like known ones
+        visible = [bool(np.isin(f.labels, novel_ids).any()) for f in frames]
+        per_task[task] = {'frames': len(frames)}
+        if any(visible) and not all(visible):
+            per_task[task]['frames_showing_new_classes'] = int(sum(visible))
+        for name, which in (('ours', 'ours'), ('baseline', 'base')):
+            results = getattr(unseen, which)
+            per_task[task][name] = {
+                **_image_metrics(getattr(known, which), results),
+                'pixel_ap': _pixel_ap(known, unseen, which, novel_ids),
+            }
+            if 'frames_showing_new_classes' in per_task[task]:
+                shown = [r for r, v in zip(results, visible, strict=True) if v]
+                per_task[task][name]['auroc_frames_showing_new_classes'] = auroc(
+                    [r.score for r in getattr(known, which)], [r.score for r in shown]
+                )
+    n_scored = len(known_test) + sum(len(f) for f in unseen_test.values())
+    guesses = [r.task_guess == f.task for r, f in zip(known.ours, known_test, strict=True)]
+    return {
+        'per_unseen_task': per_task,
+        'known_test_false_alarm_rate': {
+            'ours': float(np.mean([r.is_unseen for r in known.ours])),
+            'baseline': float(np.mean([r.is_unseen for r in known.base])),
+        },
+        'task_guess_accuracy': float(np.mean(guesses)),
+        'ours_score_ms_per_frame': 1000.0 * seconds / n_scored,
+        'ours_fit_seconds': fit_seconds,
+        'calibration_json_bytes': len(json.dumps(ours_cal.to_json())),
+        'baseline_fitted_on': base_cal.fitted_on,
+    }
+
+
+def judge(results: dict) -> dict:
+    """Targets per unseen task: our AUROC and FPR95, and better than the baseline on all three
+    (AUROC higher, FPR95 lower or equal, pixel AP higher)."""
+    met = {}
+    for task, r in results['per_unseen_task'].items():
+        ours, base = r['ours'], r['baseline']
+        met[task] = {
+            'auroc': ours['auroc'] >= TARGETS['auroc_min'],
+            'fpr95': ours['fpr95'] <= TARGETS['fpr95_max'],
+            'beats_baseline': ours['auroc'] > base['auroc']
+            and ours['fpr95'] <= base['fpr95']
+            and ours['pixel_ap'] > base['pixel_ap'],
+        }
+    return {'per_unseen_task': met, 'all': all(all(m.values()) for m in met.values())}
+
+
+def train_model(world: CampusWorld, cfg: BenchConfig, val: Sequence[Frame]) -> tuple[Infer, dict]:
+    """Train the cloud worker's model (RGB-D, the known tasks' 22 classes) on simulated frames."""
+    train_frames = [
+        f for t in KNOWN_TASKS for f in make_frames(world, t, 'train', cfg.train_per_task)
+    ]
+    model = build_model(SegNetConfig(num_classes=len(KNOWN_CLASS_IDS), in_channels=4), cfg.seed)
+    train_cfg = TrainConfig(epochs=10_000, max_iters=cfg.iterations, seed=cfg.seed)
+    result = train(model, train_frames, [], train_cfg)
+    report = evaluate_segmentation(result.model, val)
+    info = {
+        'source': 'trained by the benchmark (robo_lifelong_cloud.train_loop)',
+        'train_frames': len(train_frames),
+        'iterations': result.iterations,
+        'train_seconds': result.seconds,
+        'val_miou_per_known_task': {t: r['miou'] for t, r in report['per_task'].items()},
+    }
+    return partial(embed_and_logits, result.model), info
+
+
+def run(quick: bool = False, infer: Infer | None = None) -> dict:
+    """Benchmark entry point; trains a small model on the known tasks unless ``infer`` is given."""
+    cfg = QUICK if quick else FULL
+    world = CampusWorld(seed=cfg.seed, camera=CameraModel(width=cfg.width, height=cfg.height))
+    t0 = time.perf_counter()
+    val = [f for t in KNOWN_TASKS for f in make_frames(world, t, 'val', cfg.val_per_task)]
+    known_test = [f for t in KNOWN_TASKS for f in make_frames(world, t, 'test', cfg.test_per_task)]
+    unseen_test = {t: make_frames(world, t, 'test', cfg.test_per_task) for t in UNSEEN_TASKS}
+    model_info: dict = {'source': 'given'}
+    if infer is None:
+        infer, model_info = train_model(world, cfg, val)
+    results = evaluate(infer, val, known_test, unseen_test, cfg.target_fpr, cfg.seed)
+    return {
+        'config': dataclasses.asdict(cfg),
+        'model': model_info,
+        **results,
+        'targets': TARGETS,
+        'met': judge(results),
+        'seconds': time.perf_counter() - t0,
+    }

@@ -1,0 +1,257 @@
+"""The train worker's job: dataset -> (initial or incremental) training -> model package + pointer.
+
+Initial training when ``HAS_COMPLETED_INITIAL_TRAINING`` is not ``true`` (or ``CLOUD_KB_INDEX`` is
+empty, Sedna quirk §8.3 item 6: then we log it and train from scratch). Otherwise the parent
+package named by ``CLOUD_KB_INDEX`` (a deploy pointer or a package URL) is loaded, its classifier
+grown when the data has new label ids, and trained on the new samples mixed with old-task samples
+from the original dataset (rehearsal) so the old tasks are not forgotten.
+
+Classes: logit row = label id, the model has ``max(22 known classes, largest id in the data + 1)``
+rows, capped at ``num_class`` (ids at or above it are ignored, as in Sedna's example). The last
+frames of each task (``1 - train_ratio`` of them, at least 2) are held out: they give the
+validation mIoU in the manifest and fit the unseen calibration, which needs frames the model has
+not fitted. Output: ``OUTPUT_URL/package/`` (model.onnx + manifest.json), ``OUTPUT_URL/plots/``
+and the pointer ``OUTPUT_URL/index.json`` that is reported to the LC.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import tempfile
+from collections import Counter
+from dataclasses import dataclass
+from datetime import UTC, datetime
+from pathlib import Path
+
+from robo_lifelong import model_package as mp
+from robo_lifelong.dataset import Sample, read_index
+from robo_lifelong.errors import ConfigError, DatasetError
+from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
+from robo_lifelong.storage import join, open_storage
+from robo_lifelong.unseen import fit_calibration
+from robo_lifelong_cloud import plots
+from robo_lifelong_cloud.data import Frame, input_spec, load_frames, max_label, resolve_dataset
+from robo_lifelong_cloud.export import OUTPUT_NAMES, check_parity, export_onnx
+from robo_lifelong_cloud.model import (
+    OUTPUT_STRIDE,
+    SegNet,
+    SegNetConfig,
+    build_model,
+    grow_classes,
+    model_from_weights,
+    weights_bytes,
+)
+from robo_lifelong_cloud.sedna_env import SednaEnv
+from robo_lifelong_cloud.train_loop import (
+    TrainConfig,
+    embed_and_logits,
+    evaluate,
+    mix_rehearsal,
+    train,
+)
+
+log = logging.getLogger(__name__)
+
+MIN_HOLDOUT = 2  # per task: fit_calibration needs two frames of every known task
+REHEARSAL_RATIO = 0.5  # share of old-task frames in an incremental update's training set
+TARGET_FPR = 0.05
+
+
+@dataclass(frozen=True)
+class TrainOutput:
+    pointer_url: str
+    package: mp.ModelPackage
+
+
+def split_holdout(frames: list[Frame], train_ratio: float) -> tuple[list[Frame], list[Frame]]:
+    """Per task, the last ``1 - train_ratio`` of its frames (>= MIN_HOLDOUT) are held out; a
+    task with too few frames to spare them trains on all of them and is not calibrated."""
+    by_task: dict[str, list[Frame]] = {}
+    for f in frames:
+        by_task.setdefault(f.task, []).append(f)
+    train_part, held = [], []
+    for task, items in by_task.items():
+        n_hold = max(MIN_HOLDOUT, int(round(len(items) * (1.0 - train_ratio))))
+        if len(items) < 2 * n_hold:
+            log.warning('task %r has %d frames: none held out, not calibrated', task, len(items))
+            train_part.extend(items)
+            continue
+        train_part.extend(items[:-n_hold])
+        held.extend(items[-n_hold:])
+    return train_part, held
+
+
+def _num_classes(frames: list[Frame], cap: int, parent: SegNet | None) -> int:
+    k = max(len(KNOWN_CLASS_IDS), max_label(frames) + 1)
+    if parent is not None:
+        k = max(k, parent.config.num_classes)
+    return min(k, cap) if cap >= 2 else k
+
+
+def _rehearsal_candidates(
+    env: SednaEnv, parent: mp.ModelPackage, exclude: set[str]
+) -> tuple[str, list[Sample]]:
+    """Old-task samples of the original dataset index (host-path datasets). Sedna's indirect S3
+    download gives only this round's files (``dataIndex.txt``): nothing to rehearse then."""
+    index = env.original_dataset_url
+    if os.path.basename(index) == 'dataIndex.txt' or not os.path.isfile(index):
+        log.warning('no original dataset index at %s: incremental update without rehearsal', index)
+        return '', []
+    root = os.path.dirname(index)
+    old = [
+        s
+        for s in read_index(index, root)
+        if s.task in parent.known_tasks and s.rgb not in exclude and s.label
+    ]
+    return root, old
+
+
+def _manifest(
+    model: SegNet,
+    height: int,
+    width: int,
+    parent: mp.ModelPackage | None,
+    known_tasks: list[str],
+    calibration: dict | None,
+    training: dict,
+    metrics: dict,
+) -> dict:
+    k = model.config.num_classes
+    return {
+        'schema_version': mp.SCHEMA_VERSION,
+        'version': 1 if parent is None else parent.version + 1,
+        'parent_version': None if parent is None else parent.version,
+        'created': datetime.now(UTC).isoformat(timespec='seconds'),
+        'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in CLASSES[:k]],
+        'input': input_spec(height, width, model.config.in_channels),
+        'outputs': {'logits': OUTPUT_NAMES[0], 'embedding': OUTPUT_NAMES[1]},
+        'output_stride': OUTPUT_STRIDE,
+        'embedding_dim': model.config.embedding_dim,
+        'known_tasks': known_tasks,
+        'unseen': calibration,
+        'training': training,
+        'metrics': metrics,
+    }
+
+
+def _load_parent(env: SednaEnv, cache: Path) -> mp.ModelPackage | None:
+    if not env.has_completed_initial_training:
+        return None
+    if not env.cloud_kb_index:
+        log.warning('HAS_COMPLETED_INITIAL_TRAINING=true, CLOUD_KB_INDEX empty: training anew')
+        return None
+    return mp.open_model(env.cloud_kb_index, cache, env.s3_environ(), env.data_path_prefix)
+
+
+def _parent_model(package: mp.ModelPackage) -> SegNet:
+    if package.weights_path is None:
+        raise ConfigError(
+            f'{package.path}: the package has no {mp.WEIGHTS_FILE}, so it cannot be updated'
+        )
+    return model_from_weights(
+        package.weights_path.read_bytes(), package.manifest['weights']['architecture']
+    )
+
+
+def _publish(
+    env: SednaEnv,
+    onnx_bytes: bytes,
+    manifest: dict,
+    weights: bytes,
+    history: list[dict],
+    workdir: Path,
+) -> TrainOutput:
+    environ = env.s3_environ()
+    package_url = join(env.output_url, 'package')
+    if env.output_url.startswith('s3://'):
+        package = mp.write_package(workdir / 'package', onnx_bytes, manifest, weights)
+        mp.publish_package(package, package_url, environ)
+    else:
+        package = mp.write_package(package_url, onnx_bytes, manifest, weights)
+    out = open_storage(env.output_url, environ)
+    plot_dir = workdir / 'plots'
+    out.upload_file(
+        plots.training_curve(history, plot_dir / 'curve.png'), 'plots/training_curve.png'
+    )
+    if manifest['metrics']:  # empty when no frame could be held out
+        chart = plots.metrics_chart(manifest['metrics'], plot_dir / 'metrics.png')
+        out.upload_file(chart, 'plots/metrics.png')
+    pointer = mp.DeployPointer.for_package(
+        package, mp.strip_data_prefix(package_url, env.data_path_prefix)
+    )
+    pointer_url = join(env.output_url, 'index.json')
+    mp.write_pointer(pointer_url, pointer, environ)
+    return TrainOutput(pointer_url, package)
+
+
+def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
+    """Train, export, calibrate and publish; returns the pointer URL to report."""
+    params = env.params
+    with tempfile.TemporaryDirectory(prefix='robo-train-') as tmp:
+        workdir = Path(tmp)
+        parent = _load_parent(env, workdir / 'cache')
+        root, samples = resolve_dataset(
+            env.train_dataset_url, env.original_dataset_url, workdir, env.s3_environ()
+        )
+        if parent is None:
+            height, width = params.image_height, params.image_width
+        else:
+            height, width = parent.manifest['input']['height'], parent.manifest['input']['width']
+        frames = load_frames(root, samples, height, width)
+        parent_model = None if parent is None else _parent_model(parent)
+        if parent is not None:
+            old_root, old = _rehearsal_candidates(env, parent, {s.rgb for s in samples})
+            rehearsed = mix_rehearsal(samples, old, REHEARSAL_RATIO)[len(samples) :]
+            frames += load_frames(old_root, rehearsed, height, width)
+        k = _num_classes(frames, params.num_class, parent_model)
+        if parent_model is None:
+            channels = 4 if all(f.depth_mm is not None for f in frames) else 3
+            model = build_model(SegNetConfig(num_classes=k, in_channels=channels), seed=0)
+        else:
+            model = grow_classes(parent_model, k)
+        train_frames, held = split_holdout(frames, params.train_ratio)
+        if not train_frames:
+            raise DatasetError(f'TRAIN_DATASET_URL={env.train_dataset_url}: no training frames')
+        cfg = config or TrainConfig(epochs=params.epochs)
+        log.info(
+            '%s training: %d train / %d held-out frames, %d classes, %dx%d, %d channels',
+            'incremental' if parent else 'initial',
+            len(train_frames),
+            len(held),
+            k,
+            height,
+            width,
+            model.config.in_channels,
+        )
+        result = train(model, train_frames, held, cfg)
+        onnx_bytes = export_onnx(model, height, width)
+        check_parity(model, onnx_bytes)
+        calibration = None
+        if held:
+            embeddings, logits = embed_and_logits(model, held)
+            calibration = fit_calibration(
+                embeddings, [f.task for f in held], logits, target_fpr=TARGET_FPR
+            ).to_json()
+            metrics = {k_: v for k_, v in evaluate(model, held).items() if k_ != 'loss'}
+        else:
+            log.warning('no held-out frames: no unseen calibration and no validation metrics')
+            metrics = {}
+        known_tasks = sorted({f.task for f in frames} | set(parent.known_tasks if parent else ()))
+        training = {
+            'samples_per_task': dict(sorted(Counter(f.task for f in train_frames).items())),
+            'held_out_per_task': dict(sorted(Counter(f.task for f in held).items())),
+            'epochs': cfg.epochs,
+            'iterations': result.iterations,
+            'seconds': round(result.seconds, 2),
+            'incremental': parent is not None,
+            'rehearsal_frames': len(frames) - len(samples),
+        }
+        manifest = _manifest(
+            model, height, width, parent, known_tasks, calibration, training, metrics
+        )
+        weights, architecture = weights_bytes(model)
+        manifest['weights'] = {'architecture': architecture}
+        output = _publish(env, onnx_bytes, manifest, weights, result.history, workdir)
+    log.info('model package v%d at %s', output.package.version, output.pointer_url)
+    return output

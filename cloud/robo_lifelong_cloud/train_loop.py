@@ -1,0 +1,194 @@
+"""The training loop: a plain loop over shuffled batches, AdamW, warmup + cosine learning rate.
+
+Cross-entropy (ignore 255) on the logits upsampled to the label size; validation loss and mIoU
+under ``no_grad`` at the end of each epoch, labels predicted the way the robot does (argmax at the
+output stride, nearest-neighbour upsampling of the labels). ``history`` is a list of dicts for
+``plots.training_curve``. Incremental updates rehearse old-task frames (``mix_rehearsal``) so the
+old tasks are not forgotten.
+"""
+
+from __future__ import annotations
+
+import logging
+import math
+import time
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from typing import TypeVar
+
+import numpy as np
+import torch
+import torch.nn.functional as F
+from torch.utils.data import DataLoader
+from tqdm import tqdm
+
+from robo_lifelong.labels import IGNORE_ID
+from robo_lifelong_cloud.data import Frame, SegmentationDataset
+from robo_lifelong_cloud.metrics import confusion, iou_report
+from robo_lifelong_cloud.model import SegNet
+
+log = logging.getLogger(__name__)
+
+T = TypeVar('T')
+
+
+@dataclass(frozen=True)
+class TrainConfig:
+    epochs: int = 5
+    batch_size: int = 8
+    lr: float = 4e-3
+    min_lr_ratio: float = 0.05
+    warmup_iters: int = 20
+    weight_decay: float = 1e-4
+    seed: int = 0
+    threads: int = 2
+    max_iters: int | None = None  # stop early (quick runs); None: epochs * batches per epoch
+    augment: bool = True
+
+
+@dataclass
+class TrainResult:
+    model: SegNet
+    history: list[dict] = field(default_factory=list)
+    seconds: float = 0.0
+    iterations: int = 0
+
+
+def learning_rate(it: int, total: int, cfg: TrainConfig) -> float:
+    """Linear warmup for ``warmup_iters`` then cosine decay to ``min_lr_ratio * lr``."""
+    warmup = min(cfg.warmup_iters, max(1, total // 10))
+    if it < warmup:
+        return cfg.lr * (it + 1) / warmup
+    progress = min(1.0, (it - warmup) / max(1, total - warmup))
+    floor = cfg.lr * cfg.min_lr_ratio
+    return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
+
+
+def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+    up = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
+    return F.cross_entropy(up, target, ignore_index=IGNORE_ID)
+
+
+def predict_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+    """(N, h, w) labels at ``size``: argmax at low resolution, nearest upsampling."""
+    low = logits.argmax(dim=1, keepdim=True).float()
+    return F.interpolate(low, size=size, mode='nearest')[:, 0].long()
+
+
+@torch.no_grad()
+def evaluate(model: SegNet, frames: Sequence[Frame], batch_size: int = 8) -> dict:
+    """Mean loss and ``metrics.iou_report`` of ``model`` on ``frames`` (no augmentation)."""
+    model.eval()
+    k = model.config.num_classes
+    data = SegmentationDataset(frames, model.config.in_channels, k)
+    loader = DataLoader(data, batch_size=batch_size, shuffle=False)
+    confusions: dict[str, np.ndarray] = {}
+    losses, start = [], 0
+    for x, y in loader:
+        logits, _ = model(x)
+        losses.append(float(segmentation_loss(logits, y)) * len(x))
+        pred = predict_labels(logits, y.shape[-2:]).numpy()
+        for i in range(len(x)):
+            task = frames[start + i].task
+            c = confusion(pred[i], y[i].numpy(), k)
+            confusions[task] = confusions.get(task, 0) + c
+        start += len(x)
+    report = iou_report(confusions)
+    report['loss'] = sum(losses) / max(1, len(frames))
+    return report
+
+
+@torch.no_grad()
+def embed_and_logits(
+    model: SegNet, frames: Sequence[Frame]
+) -> tuple[np.ndarray, list[np.ndarray]]:
+    """Embeddings (N, D) and low-resolution logits [(C, h, w)] for unseen calibration."""
+    model.eval()
+    data = SegmentationDataset(frames, model.config.in_channels, model.config.num_classes)
+    embeddings, logits_list = [], []
+    for x, _ in DataLoader(data, batch_size=8, shuffle=False):
+        logits, emb = model(x)
+        embeddings.append(emb.numpy())
+        logits_list.extend(lg for lg in logits.numpy())
+    return np.concatenate(embeddings), logits_list
+
+
+def mix_rehearsal(
+    new: Sequence[T], old: Sequence[T], ratio: float = 0.5, seed: int = 0
+) -> list[T]:
+    """``new`` plus items of ``old`` (old-task samples or frames) drawn without replacement so
+    that they make up about ``ratio`` of the result (all of ``old`` if there are fewer)."""
+    if not old or ratio <= 0:
+        return list(new)
+    want = int(round(len(new) * ratio / (1.0 - ratio))) if ratio < 1 else len(old)
+    rng = np.random.default_rng(seed)
+    picked = rng.choice(len(old), size=min(want, len(old)), replace=False)
+    return list(new) + [old[i] for i in sorted(picked)]
+
+
+def train(
+    model: SegNet,
+    train_frames: Sequence[Frame],
+    val_frames: Sequence[Frame],
+    cfg: TrainConfig,
+) -> TrainResult:
+    torch.set_num_threads(cfg.threads)
+    torch.manual_seed(cfg.seed)
+    k = model.config.num_classes
+    data = SegmentationDataset(train_frames, model.config.in_channels, k, cfg.augment, cfg.seed)
+    generator = torch.Generator().manual_seed(cfg.seed)
+    loader = DataLoader(
+        data,
+        batch_size=min(cfg.batch_size, len(data)),
+        shuffle=True,
+        drop_last=True,
+        generator=generator,
+    )
+    total = cfg.epochs * len(loader)
+    if cfg.max_iters is not None:
+        total = min(total, cfg.max_iters)
+    decay = [p for p in model.parameters() if p.ndim > 1]
+    no_decay = [p for p in model.parameters() if p.ndim <= 1]
+    optimizer = torch.optim.AdamW(
+        [
+            {'params': decay, 'weight_decay': cfg.weight_decay},
+            {'params': no_decay, 'weight_decay': 0.0},
+        ],
+        lr=cfg.lr,
+    )
+    # channels-last convolutions train ~20 % faster on CPU; the model goes back at the end
+    model.to(memory_format=torch.channels_last)
+    result = TrainResult(model)
+    start = time.perf_counter()
+    it = 0
+    progress = tqdm(total=total, desc='train', unit='it', disable=None)
+    epoch = 0
+    while it < total:
+        epoch += 1
+        model.train()
+        for x, y in loader:
+            lr = learning_rate(it, total, cfg)
+            for group in optimizer.param_groups:
+                group['lr'] = lr
+            logits, _ = model(x.contiguous(memory_format=torch.channels_last))
+            loss = segmentation_loss(logits, y)
+            optimizer.zero_grad(set_to_none=True)
+            loss.backward()
+            optimizer.step()
+            it += 1
+            result.history.append({'iteration': it, 'epoch': epoch, 'loss': loss.item(), 'lr': lr})
+            progress.update(1)
+            progress.set_postfix(loss=f'{loss.item():.3f}')
+            if it >= total:
+                break
+        if val_frames:
+            report = evaluate(model, val_frames, cfg.batch_size)
+            result.history[-1].update(val_loss=report['loss'], val_miou=report['miou'])
+            log.info(
+                'epoch %d it %d: loss %.3f val mIoU %.3f', epoch, it, loss.item(), report['miou']
+            )
+    progress.close()
+    result.seconds = time.perf_counter() - start
+    result.iterations = it
+    model.to(memory_format=torch.contiguous_format).eval()
+    return result
