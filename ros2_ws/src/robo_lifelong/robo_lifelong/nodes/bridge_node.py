@@ -1,0 +1,275 @@
+"""bridge: the robot's single gateway to the cloud. Samples up (spool -> storage, then the
+unlabeled index), models down (deploy pointer -> verified package in ``models_dir``).
+
+Uploads and model downloads run in two worker threads, so the executor only publishes status;
+a ``unseen/sample`` event wakes the uploader at once instead of at the next poll. Parameters:
+see ``_declare``. Credentials come only from the environment (Sedna's ``S3_ENDPOINT_URL``,
+``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY`` or the AWS variables) and are scrubbed from anything
+published or logged.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import queue
+import sys
+import threading
+import time
+from dataclasses import asdict, dataclass
+from datetime import datetime, timezone
+
+from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
+from rcl_interfaces.msg import ParameterDescriptor
+from rclpy.node import Node
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from std_msgs.msg import String
+
+from ..errors import ConfigError, RoboLifelongError
+from ..model_sync import ModelSync, first_model_url
+from ..spool import Spool
+from ..storage import open_storage
+from ..uploader import UNLABELED_INDEX, UploadConfig, Uploader
+from .qos import LATCHED_QOS
+from .spin import run
+
+STATUS_TOPIC = 'bridge/status'
+MODEL_UPDATE_TOPIC = 'model/update'
+SAMPLE_EVENT_TOPIC = 'unseen/sample'
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+_SECRET_VARIABLES = (
+    'SECRET_ACCESS_KEY',
+    'ACCESS_KEY_ID',
+    'AWS_SECRET_ACCESS_KEY',
+    'AWS_ACCESS_KEY_ID',
+    'AWS_SESSION_TOKEN',
+)
+# the bridge only reads the spool; its bounds matter to the writer (perception)
+_READER_BOUND = 1 << 62
+_JOIN_TIMEOUT_S = 10.0
+
+
+@dataclass(frozen=True)
+class BridgeConfig:
+    spool_dir: str
+    storage_url: str
+    robot_id: str
+    index_key: str
+    model_url: str  # deploy pointer or package URL; '' disables model sync
+    models_dir: str
+    upload_poll_s: float
+    model_poll_s: float
+    status_period_s: float
+    bandwidth_limit_bytes_per_s: int
+    parallel_uploads: int
+    backoff_max_s: float
+
+    def __post_init__(self) -> None:
+        for name in ('upload_poll_s', 'model_poll_s', 'status_period_s', 'backoff_max_s'):
+            if getattr(self, name) <= 0:
+                raise ConfigError(f'parameter {name} must be > 0, got {getattr(self, name)!r}')
+
+
+class BridgeNode(Node):
+    def __init__(self) -> None:
+        super().__init__('bridge')
+        self.config = self._declare()
+        self._secrets = [v for k in _SECRET_VARIABLES if len(v := os.environ.get(k, '')) >= 4]
+        self.spool = Spool(self.config.spool_dir, _READER_BOUND, _READER_BOUND)
+        self.uploader = Uploader(
+            self.spool,
+            open_storage(self.config.storage_url),
+            UploadConfig(
+                robot_id=self.config.robot_id,
+                index_key=self.config.index_key,
+                parallel=self.config.parallel_uploads,
+                bandwidth_bytes_per_s=float(self.config.bandwidth_limit_bytes_per_s),
+                backoff_max_s=self.config.backoff_max_s,
+            ),
+        )
+        self.model_sync = (
+            ModelSync(self.config.model_url, self.config.models_dir)
+            if self.config.model_url
+            else None
+        )
+        self._model_state = {'current': None, 'last_check': None, 'last_error': None}
+        if self.model_sync is not None and self.model_sync.current is not None:
+            self._model_state['current'] = str(self.model_sync.current.path)
+        self._installed: queue.SimpleQueue[str] = queue.SimpleQueue()
+        self._stop = threading.Event()
+        self._wake = threading.Event()
+        self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
+        # latched: a perception node that starts later still learns of the newest package
+        self.model_pub = self.create_publisher(String, MODEL_UPDATE_TOPIC, LATCHED_QOS)
+        self.create_subscription(String, SAMPLE_EVENT_TOPIC, self._on_sample, RELIABLE_QOS)
+        self.create_timer(self.config.status_period_s, self._publish_status)
+        self._threads = [threading.Thread(target=self._upload_loop, name='bridge-upload')]
+        if self.model_sync is not None:
+            self._threads.append(threading.Thread(target=self._model_loop, name='bridge-models'))
+        for thread in self._threads:
+            thread.start()
+        self.get_logger().info(
+            f'bridge {self.config.robot_id}: spool {self.config.spool_dir} -> '
+            f'{self.config.storage_url}; models from {self.config.model_url or "(disabled)"}'
+        )
+
+    def _param(self, name: str, default, description: str):
+        descriptor = ParameterDescriptor(description=description, read_only=True)
+        return self.declare_parameter(name, default, descriptor).value
+
+    def _declare(self) -> BridgeConfig:
+        model_url = self._param(
+            'model_url',
+            '',
+            "deploy pointer (Sedna's <outputDir>/deploy/index.pkl) or package "
+            'URL; empty: the MODEL_URLS environment variable; both empty: no model sync',
+        )
+        return BridgeConfig(
+            spool_dir=self._param('spool_dir', 'spool', 'sample spool the perception node fills'),
+            storage_url=self._param(
+                'storage_url', 'storage', 's3://bucket/prefix or a local directory (dataset root)'
+            ),
+            robot_id=self._param('robot_id', 'robot', 'robot id in storage keys and diagnostics'),
+            index_key=self._param(
+                'index_key', UNLABELED_INDEX, 'unlabeled sample index, relative to storage_url'
+            ),
+            model_url=model_url or first_model_url(os.environ.get('MODEL_URLS', '')),
+            models_dir=self._param(
+                'models_dir', 'models', 'where verified packages are installed'
+            ),
+            upload_poll_s=self._param('upload_poll_s', 1.0, 'spool check period when idle (s)'),
+            model_poll_s=self._param('model_poll_s', 10.0, 'deploy pointer poll period (s)'),
+            status_period_s=self._param('status_period_s', 1.0, 'diagnostics period (s)'),
+            bandwidth_limit_bytes_per_s=self._param(
+                'bandwidth_limit_bytes_per_s', 0, 'average upload rate limit, bytes/s; 0: none'
+            ),
+            parallel_uploads=self._param('parallel_uploads', 1, 'concurrent sample uploads'),
+            backoff_max_s=self._param('backoff_max_s', 30.0, 'longest wait between retries (s)'),
+        )
+
+    # -- worker threads -------------------------------------------------------------------------
+
+    def _upload_loop(self) -> None:
+        self.uploader.run(self._stop, self.config.upload_poll_s, self._wake)
+
+    def _model_loop(self) -> None:
+        while not self._stop.is_set():
+            try:
+                package = self.model_sync.poll()
+                self._model_state['last_error'] = None
+            except (RoboLifelongError, OSError) as e:
+                package = None
+                self._model_state['last_error'] = self._scrub(str(e))
+                self.get_logger().warning(f'model sync: {self._scrub(str(e))}')
+            self._model_state['last_check'] = _iso(time.time())
+            if package is not None:
+                self._model_state['current'] = str(package.path)
+                self._installed.put(str(package.path))
+            self._stop.wait(self.config.model_poll_s)
+
+    def _on_sample(self, _msg: String) -> None:
+        self._wake.set()
+
+    # -- status ---------------------------------------------------------------------------------
+
+    def _publish_status(self) -> None:
+        while not self._installed.empty():
+            path = self._installed.get()
+            self.model_pub.publish(String(data=path))
+            self.get_logger().info(f'announced model package {path}')
+        status = self._status()
+        self.status_pub.publish(String(data=json.dumps(status, sort_keys=True)))
+        self.diagnostics_pub.publish(self._diagnostics(status))
+
+    def _status(self) -> dict:
+        backlog = self.spool.stat()
+        uploads = asdict(self.uploader.status())
+        for key in ('last_upload', 'last_error_time'):
+            uploads[key] = _iso(uploads[key])
+        uploads['last_error'] = self._scrub(uploads['last_error'] or '') or None
+        return {
+            'robot_id': self.config.robot_id,
+            'storage_url': self.config.storage_url,
+            'backlog': {
+                'count': backlog.count,
+                'bytes': backlog.bytes,
+                'oldest_age_s': backlog.oldest_age_s,
+            },
+            'uploads': uploads,
+            'models': dict(self._model_state, enabled=self.model_sync is not None),
+        }
+
+    def _diagnostics(self, status: dict) -> DiagnosticArray:
+        backlog, uploads = status['backlog'], status['uploads']
+        failing = uploads['failures'] > 0
+        if failing and backlog['count']:
+            level, message = (
+                DiagnosticStatus.WARN,
+                (
+                    f'storage unreachable or failing; {backlog["count"]} samples waiting '
+                    f'(oldest {backlog["oldest_age_s"] or 0:.0f} s)'
+                ),
+            )
+        elif uploads['corrupt']:
+            level, message = DiagnosticStatus.WARN, f'{uploads["corrupt"]} corrupt samples kept'
+        else:
+            level, message = DiagnosticStatus.OK, f'{backlog["count"]} samples waiting'
+        upload_status = DiagnosticStatus(
+            level=level,
+            name='bridge: uploads',
+            message=message,
+            hardware_id=self.config.robot_id,
+            values=_values(
+                {
+                    **{f'backlog_{k}': v for k, v in backlog.items()},
+                    **uploads,
+                    'storage_url': self.config.storage_url,
+                }
+            ),
+        )
+        models = status['models']
+        model_status = DiagnosticStatus(
+            level=DiagnosticStatus.WARN if models['last_error'] else DiagnosticStatus.OK,
+            name='bridge: models',
+            message=models['last_error'] or ('disabled' if not models['enabled'] else 'ok'),
+            hardware_id=self.config.robot_id,
+            values=_values(models),
+        )
+        msg = DiagnosticArray(status=[upload_status, model_status])
+        msg.header.stamp = self.get_clock().now().to_msg()
+        return msg
+
+    def _scrub(self, text: str) -> str:
+        for secret in self._secrets:
+            text = text.replace(secret, '***')
+        return text
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._wake.set()
+        for thread in self._threads:
+            thread.join(_JOIN_TIMEOUT_S)  # an upload cut short is redone after a restart
+        self.spool.close()
+        status = self.uploader.status()
+        self.get_logger().info(
+            f'bridge stopped: uploaded {status.uploaded} samples ({status.uploaded_bytes} bytes), '
+            f'{self.spool.stat().count} left in the spool'
+        )
+        super().destroy_node()
+
+
+def _iso(stamp: float | None) -> str | None:
+    return None if stamp is None else datetime.fromtimestamp(stamp, timezone.utc).isoformat()
+
+
+def _values(items: dict) -> list[KeyValue]:
+    return [KeyValue(key=k, value='' if v is None else str(v)) for k, v in items.items()]
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(BridgeNode, 'bridge', args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())
