@@ -1,28 +1,38 @@
-"""The one main() shape every node shares: init, spin, clean shutdown on Ctrl-C or SIGINT."""
+"""The one main() shape every node shares: init, spin, clean shutdown on SIGINT or SIGTERM."""
 
 from __future__ import annotations
 
+import signal
 from collections.abc import Callable
 
 import rclpy
-from rclpy.executors import ExternalShutdownException
+from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
 from ..errors import RoboLifelongError
 
+_WAKE_S = 0.1  # how often spinning returns to Python, so a pending signal is acted on
+
 
 def run(make_node: Callable[[], Node], name: str, args: list[str] | None = None) -> int:
-    """Spin the node ``make_node`` builds until interrupted; 2 if it cannot start.
+    """Spin the node ``make_node`` builds until SIGINT/SIGTERM; 2 if it cannot start.
 
     rclpy's own signal handler would shut the context down before ``destroy_node`` runs, so the
-    node could no longer log its closing summary; here Ctrl-C arrives as KeyboardInterrupt.
+    node could no longer log its closing summary or flush its spool. Instead both signals raise
+    KeyboardInterrupt in Python (also when a shell started us with SIGINT ignored), and spinning
+    wakes up regularly so that happens even while no message arrives.
     """
+    for sig in (signal.SIGINT, signal.SIGTERM):
+        signal.signal(sig, signal.default_int_handler)
     rclpy.init(args=args, signal_handler_options=SignalHandlerOptions.NO)
     node = None
     try:
         node = make_node()
-        rclpy.spin(node)
+        executor = SingleThreadedExecutor()
+        executor.add_node(node)
+        while rclpy.ok():
+            executor.spin_once(timeout_sec=_WAKE_S)
     except (KeyboardInterrupt, ExternalShutdownException):
         pass
     except RoboLifelongError as e:
