@@ -1,1 +1,1 @@
-"""Benchmarks: each bench_<name>.py exposes run(quick=False) -> dict; run.py writes JSON results."""
+"""Benchmarks: bench_<name>.py modules expose run(quick=False) -> dict; run.py writes JSON."""
