@@ -240,30 +240,36 @@ class _CellBuilder:
             self.box((x, y0, 0.0), (x + width, y1, z), 'stairs', _M['stairs'])
 
     def construction(self) -> None:
+        """A fenced-off work area on the sidewalk of one or both sides, with a cone taper into
+        the road lane beside it: large enough that the new classes cover real image area."""
+        for side in (0, 1):
+            if self.rng.random() < 0.75:
+                self.work_area(side, self.x0 + self.rng.uniform(1.0, 9.0))
+
+    def work_area(self, side: int, x: float) -> None:
         s, rng = STREET, self.rng
-        side = int(rng.integers(0, 2))
-        x = self.x0 + rng.uniform(2.0, 12.0)
-        # A barrier line across the sidewalk, and a cone taper into the road lane beside it.
-        for k in range(3):
-            y0, y1 = self.span(side, s.road_half + 0.2 + 0.85 * k, s.road_half + 0.95 + 0.85 * k)
-            self.box((x, y0, 0.0), (x + 0.2, y1, 1.0), 'barrier', _M['barrier'])
-        for k in range(int(rng.integers(4, 8))):
-            cx = x - 1.0 - 1.4 * k
-            cy = self.side_y(side, s.road_half - 0.5 - 0.25 * k)
-            self.cone(cx, cy, 0.0)
-        for _ in range(int(rng.integers(1, 4))):  # loose cones on the sidewalk
-            cy = self.side_y(side, rng.uniform(s.road_half + 0.4, s.sidewalk_outer - 0.3))
-            self.cone(x + rng.uniform(0.6, 5.0), cy, s.curb_height)
-        if rng.random() < 0.5:  # barrier closing half the road
-            y0, y1 = self.span(side, 0.2, s.road_half - 0.2)
-            bx = x + rng.uniform(4.0, 7.0)
+        length = rng.uniform(5.0, 9.0)
+        inner, outer = s.road_half + 0.15, s.sidewalk_outer - 0.1
+        for bx in (x, x + length):  # barrier lines across the sidewalk at both ends
+            y0, y1 = self.span(side, inner, outer)
+            self.box((bx, y0, 0.0), (bx + 0.2, y1, 1.1), 'barrier', _M['barrier'])
+        y0, y1 = self.span(side, inner, inner + 0.2)  # and along the curb between them
+        self.box((x, y0, 0.0), (x + length, y1, 1.1), 'barrier', _M['barrier'])
+        for k in range(int(rng.integers(5, 9))):
+            cx = x - 1.2 - 1.3 * k
+            self.cone(cx, self.side_y(side, s.road_half - 0.4 - 0.22 * k), 0.0)
+        for k in range(int(length // 1.5)):  # cones inside the work area
+            y = rng.uniform(inner + 0.5, outer - 0.4)
+            self.cone(x + 0.8 + 1.5 * k, self.side_y(side, y), s.curb_height)
+        if rng.random() < 0.5:  # a barrier closing part of the road
+            y0, y1 = self.span(side, 0.3, s.road_half - 0.2)
+            bx = x + rng.uniform(1.0, length - 1.0)
             self.box((bx, y0, 0.0), (bx + 0.25, y1, 1.1), 'barrier', _M['barrier'])
 
     def cone(self, x: float, y: float, z: float) -> None:
         # Three stacked, shrinking boxes read as a cone at camera resolution.
-        for k, (r, h) in enumerate(((0.2, 0.05), (0.13, 0.3), (0.07, 0.3))):
-            z0 = z + (0.0, 0.05, 0.35)[k]
-            self.box((x - r, y - r, z0), (x + r, y + r, z0 + h), 'cone', _M['cone'])
+        for r, z0, h in ((0.28, 0.0, 0.06), (0.19, 0.06, 0.36), (0.1, 0.42, 0.36)):
+            self.box((x - r, y - r, z + z0), (x + r, y + r, z + z0 + h), 'cone', _M['cone'])
 
 
 @lru_cache(maxsize=512)
