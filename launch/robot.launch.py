@@ -11,7 +11,7 @@ import os
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
 from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration
+from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
@@ -25,9 +25,22 @@ def generate_launch_description() -> LaunchDescription:
     declared = [
         DeclareLaunchArgument('namespace', default_value=PACKAGE, description='node namespace'),
         DeclareLaunchArgument(
-            'params_file',
-            default_value=os.path.join(config, 'robot.yaml'),
-            description='ROS parameter file for the nodes',
+            'perception_params',
+            default_value=os.path.join(config, 'perception.yaml'),
+            description='parameter file of the perception node',
+        ),
+        DeclareLaunchArgument(
+            'bridge_params',
+            default_value=os.path.join(config, 'bridge.yaml'),
+            description='parameter file of the bridge node',
+        ),
+        DeclareLaunchArgument(
+            'data_dir',
+            default_value=os.path.join(os.path.expanduser('~'), '.robo_lifelong'),
+            description='robot-local state: <data_dir>/spool (samples) and <data_dir>/models',
+        ),
+        DeclareLaunchArgument(
+            'model_path', default_value='', description='model package to start with (optional)'
         ),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', description='use /clock (bag replay, sim)'
@@ -60,16 +73,23 @@ def generate_launch_description() -> LaunchDescription:
         ),
     ]
     arg = {a.name: LaunchConfiguration(a.name) for a in declared}
+    # Both nodes share the spool; the bridge installs models where perception watches.
     common = {
         'robot_id': arg['robot_id'],
         'use_sim_time': ParameterValue(arg['use_sim_time'], value_type=bool),
+        'spool_dir': PathJoinSubstitution([arg['data_dir'], 'spool']),
     }
+    models_dir = PathJoinSubstitution([arg['data_dir'], 'models'])
     perception = Node(
         package=PACKAGE,
         executable='perception',
         name='perception',
         namespace=arg['namespace'],
-        parameters=[arg['params_file'], common],
+        parameters=[
+            arg['perception_params'],
+            common,
+            {'model_path': arg['model_path'], 'model_watch_dir': models_dir},
+        ],
         remappings=[
             ('camera/color/image_raw', arg['rgb_topic']),
             ('camera/aligned_depth_to_color/image_raw', arg['depth_topic']),
@@ -81,7 +101,11 @@ def generate_launch_description() -> LaunchDescription:
         executable='bridge',
         name='bridge',
         namespace=arg['namespace'],
-        parameters=[arg['params_file'], common, {'storage_url': arg['storage_url']}],
+        parameters=[
+            arg['bridge_params'],
+            common,
+            {'storage_url': arg['storage_url'], 'models_dir': models_dir},
+        ],
         output='screen',
     )
     profile = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', arg['fastdds_profile'])
