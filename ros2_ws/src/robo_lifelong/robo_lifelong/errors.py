@@ -54,3 +54,7 @@ class CorruptSample(SpoolError):
 class FrameError(RoboLifelongError, ValueError):
     """An input frame cannot be processed (size bound, stamp order, mismatched depth); the frame
     is skipped and the node keeps running."""
+
+
+class BagError(RoboLifelongError):
+    """A rosbag2 recording cannot be read or written (missing, truncated, no such topic)."""

@@ -11,6 +11,7 @@ from tqdm import tqdm
 from ..dataset import DatasetWriter
 from ..errors import RoboLifelongError
 from .camera import CameraModel
+from .route import parse_schedule
 from .tasks import TASKS
 from .world import CampusWorld
 
@@ -44,6 +45,15 @@ def main(argv: list[str] | None = None) -> int:
     ds.add_argument('--seed', type=int, default=0)
     ds.add_argument('--width', type=int, default=424)
     ds.add_argument('--height', type=int, default=240)
+    bag = sub.add_parser('bag', help='record the route as a rosbag2 bag, as the sim camera')
+    bag.add_argument('--out', type=Path, required=True, help='new bag directory')
+    bag.add_argument('--schedule', default='sunny:20,night:10,sunny:20', help='task:seconds,...')
+    bag.add_argument('--rate', type=float, default=10.0, help='frames per second')
+    bag.add_argument('--seconds', type=float, required=True, help='route time recorded')
+    bag.add_argument('--format', choices=['sqlite3', 'mcap'], default='sqlite3')
+    bag.add_argument('--seed', type=int, default=0)
+    bag.add_argument('--width', type=int, default=424)
+    bag.add_argument('--height', type=int, default=240)
     docs = sub.add_parser('docs', help='render the label map legend and a contact sheet of tasks')
     docs.add_argument('--out', type=Path, default=Path('docs'))
     docs.add_argument('--seed', type=int, default=0)
@@ -53,6 +63,13 @@ def main(argv: list[str] | None = None) -> int:
             camera = CameraModel(args.width, args.height)
             n = write_dataset(args.out, args.tasks, args.frames, args.seed, camera)
             print(f'wrote {n} samples to {args.out / "data.txt"}')
+        elif args.command == 'bag':
+            from .bag import RecordConfig, record_route  # rosbags only needed here
+
+            schedule = parse_schedule(args.schedule)
+            config = RecordConfig(schedule, args.seconds, args.rate, args.seed, args.format)
+            n = record_route(args.out, config, CameraModel(args.width, args.height))
+            print(f'wrote {n} frames to {args.out}')
         else:
             from .docs import write_docs  # matplotlib-free, but only needed here
 

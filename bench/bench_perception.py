@@ -1,0 +1,399 @@
+"""Perception node benchmark: end-to-end throughput, latency, CPU and memory over real DDS, and
+unseen-task recognition on the simulator route.
+
+Node part: the perception node runs in a subprocess; a driver process (this module run as
+``python -m bench.bench_perception drive``) publishes pre-rendered simulator frames (rgb8 + 16UC1
+aligned depth) at 30 Hz with fresh stamps and subscribes to ``segmentation/labels``, so latency is
+camera stamp -> labels received in another process, on one host clock. The model is an untrained
+SegNet (H2a's architecture, width 1.0) exported at the frame size, with an unseen calibration
+fitted on its own outputs: its cost is that of a trained one. Raw inference is timed with the same
+package in this process (``session.run`` on a preprocessed input, 2 threads). CPU is the node's
+user+system time over the window divided by the 2 cores; RSS at the end (psutil). Each size is
+also run with ``threads:=1``: onnxruntime's 2-thread pool spin-waits between runs, which costs
+CPU without making a small model faster.
+Transport: 240x424 runs on Fast DDS defaults; 480x640 with the package's SHM profile on every
+process (ARCHITECTURE.md "Large images and DDS transport").
+
+Recognition part: the ROS-free ``Pipeline`` over the simulator route at 15 Hz with the small
+trained package of tests/ros/model_fixture.py (known tasks sunny, overcast). Reported: the share of
+known-task frames (outside the alarm's exit window after an unseen stretch) that raised WARN or
+above, and per unseen task the time from entering it to ERROR.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import os
+import subprocess
+import sys
+import tempfile
+import threading
+import time
+from datetime import UTC, datetime
+from pathlib import Path
+
+import numpy as np
+import psutil
+
+from robo_lifelong import model_package as mp
+from robo_lifelong.alarm_policy import AlarmConfig, AlarmLevel
+from robo_lifelong.dds import PROFILES_ENV, default_profile_path
+from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
+from robo_lifelong.model_watch import ModelSlot, load_model
+from robo_lifelong.pipeline import Pipeline, PipelineConfig
+from robo_lifelong.runtime import preprocess
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.route import Route, parse_schedule
+from robo_lifelong.sim.world import CampusWorld
+from robo_lifelong.unseen import fit_calibration
+
+REPO = Path(__file__).resolve().parents[1]
+RATE_HZ = 30.0
+TARGETS = {
+    'keeps_up_at_30hz_min_ratio': 0.95,  # labels received / frames sent
+    'cpu_share_240x424_max': 0.35,
+    'p95_latency_ms_240x424_max': 50.0,
+    'node_to_inference_ratio_max': 1.3,
+    'known_warn_share_max': 0.01,
+    'time_to_error_s_max': 1.0,
+}
+
+
+# ---------------------------------------------------------------------------------------------
+# Model for the throughput runs
+
+
+def build_untrained_package(out: Path, height: int, width: int) -> mp.ModelPackage:
+    from robo_lifelong_cloud.data import input_spec
+    from robo_lifelong_cloud.export import OUTPUT_NAMES, export_onnx
+    from robo_lifelong_cloud.model import OUTPUT_STRIDE, SegNetConfig, build_model
+
+    k = len(KNOWN_CLASS_IDS)
+    model = build_model(SegNetConfig(num_classes=k, in_channels=3), seed=0).eval()
+    onnx_bytes = export_onnx(model, height, width)
+    body = {
+        'schema_version': mp.SCHEMA_VERSION,
+        'version': 1,
+        'parent_version': None,
+        'created': datetime.now(UTC).isoformat(timespec='seconds'),
+        'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in CLASSES[:k]],
+        'input': input_spec(height, width, 3),
+        'outputs': {'logits': OUTPUT_NAMES[0], 'embedding': OUTPUT_NAMES[1]},
+        'output_stride': OUTPUT_STRIDE,
+        'embedding_dim': model.config.embedding_dim,
+        'known_tasks': ['sunny', 'overcast'],
+        'unseen': None,
+        'training': {'samples_per_task': {}, 'epochs': 0},
+        'metrics': {},
+        'weights': None,
+    }
+    plain = mp.write_package(out / 'plain', onnx_bytes, body)
+    runtime = load_model(plain.path).runtime
+    world = CampusWorld(seed=1, camera=CameraModel(width, height))
+    tasks = ['sunny'] * 8 + ['overcast'] * 8
+    outs = [runtime.infer(world.random_frame(t, i).rgb) for i, t in enumerate(tasks)]
+    cal = fit_calibration(np.stack([o.embedding for o in outs]), tasks, [o.logits for o in outs])
+    return mp.write_package(out / 'calibrated', onnx_bytes, dict(body, unseen=cal.to_json()))
+
+
+def raw_inference_ms(package: mp.ModelPackage, height: int, width: int, n: int) -> float:
+    runtime = load_model(package.path, threads=2).runtime
+    frame = CampusWorld(seed=2, camera=CameraModel(width, height)).random_frame('sunny', 0)
+    x = preprocess(frame.rgb, None, runtime.input_spec)
+    names = [runtime.package.manifest['outputs']['logits']]
+    feed = {runtime.input_spec['name']: x}
+    for _ in range(5):
+        runtime.session.run(names, feed)
+    times = []
+    for _ in range(n):
+        t0 = time.perf_counter()
+        runtime.session.run(names, feed)
+        times.append(time.perf_counter() - t0)
+    return float(np.median(times) * 1e3)
+
+
+# ---------------------------------------------------------------------------------------------
+# Driver process: publishes frames, records labels and the node's diagnostics
+
+
+def drive(height: int, width: int, seconds: float, warmup: float) -> dict:
+    import rclpy
+    from diagnostic_msgs.msg import DiagnosticArray
+    from sensor_msgs.msg import Image
+    from std_msgs.msg import Header
+
+    from robo_lifelong.image_conversion import numpy_to_image
+    from robo_lifelong.nodes.perception_node import COLOR_TOPIC, DEPTH_TOPIC, NODE_STATUS_NAME
+    from robo_lifelong.nodes.qos import SENSOR_QOS
+
+    world = CampusWorld(seed=3, camera=CameraModel(width, height))
+    frames = [world.random_frame(('sunny', 'overcast')[i % 2], i) for i in range(12)]
+    rclpy.init()
+    node = rclpy.create_node('perception_bench_driver')
+    rgb_pub = node.create_publisher(Image, COLOR_TOPIC, SENSOR_QOS)
+    depth_pub = node.create_publisher(Image, DEPTH_TOPIC, SENSOR_QOS)
+    received: list[tuple[int, int]] = []
+    status: dict = {}
+    sent: list[int] = []
+
+    def on_labels(msg: Image) -> None:
+        stamp = msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+        received.append((stamp, time.time_ns()))
+
+    def on_diag(msg: DiagnosticArray) -> None:
+        for s in msg.status:
+            if s.name == NODE_STATUS_NAME:
+                status.update({kv.key: kv.value for kv in s.values})
+
+    node.create_subscription(Image, 'segmentation/labels', on_labels, 50)
+    node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+    stop = threading.Event()
+    measuring = threading.Event()
+
+    def publish_loop() -> None:
+        period = 1.0 / RATE_HZ
+        next_t = time.monotonic()
+        i = 0
+        while not stop.is_set():
+            now_ns = time.time_ns()
+            header = Header(frame_id='camera_color_optical_frame')
+            header.stamp.sec, header.stamp.nanosec = divmod(now_ns, 1_000_000_000)
+            f = frames[i % len(frames)]
+            rgb_pub.publish(numpy_to_image(f.rgb, 'rgb8', header))
+            depth_pub.publish(numpy_to_image(f.depth_mm, '16UC1', header))
+            if measuring.is_set():
+                sent.append(now_ns)
+            i += 1
+            next_t += period
+            time.sleep(max(0.0, next_t - time.monotonic()))
+
+    publisher = threading.Thread(target=publish_loop, daemon=True)
+    publisher.start()
+    end_warmup = time.monotonic() + warmup
+    while time.monotonic() < end_warmup:
+        rclpy.spin_once(node, timeout_sec=0.01)
+    received.clear()
+    print(json.dumps({'measuring': True}), flush=True)  # the parent starts the CPU window now
+    measuring.set()
+    end = time.monotonic() + seconds
+    while time.monotonic() < end:
+        rclpy.spin_once(node, timeout_sec=0.01)
+    measuring.clear()
+    settle = time.monotonic() + 0.5
+    while time.monotonic() < settle:
+        rclpy.spin_once(node, timeout_sec=0.01)
+    stop.set()
+    publisher.join()
+    node.destroy_node()
+    rclpy.try_shutdown()
+    sent_set = set(sent)
+    latencies = [(arr - st) * 1e-6 for st, arr in received if st in sent_set]
+    return {'sent': len(sent), 'received': len(latencies), 'latency_ms': latencies, 'node': status}
+
+
+# ---------------------------------------------------------------------------------------------
+# Node runs
+
+
+def _node_run(
+    package: mp.ModelPackage,
+    height: int,
+    width: int,
+    overlay: bool,
+    shm: bool,
+    seconds: float,
+    threads: int = 2,
+) -> dict:
+    env = dict(os.environ, AMENT_PREFIX_PATH=sys.prefix, PYTHONUNBUFFERED='1')
+    env['ROS_DOMAIN_ID'] = str(150 + (os.getpid() % 50))
+    env.pop(PROFILES_ENV, None)
+    if shm:
+        env[PROFILES_ENV] = str(default_profile_path())
+    with tempfile.TemporaryDirectory(prefix='bench-perception-') as tmp:
+        node = subprocess.Popen(
+            [
+                sys.executable, '-m', 'robo_lifelong.nodes.perception_node', '--ros-args',
+                '-p', f'model_path:={package.path}', '-p', f'spool_dir:={tmp}/spool',
+                '-p', f'publish_overlay:={str(overlay).lower()}', '-p', 'collect:=false',
+                '-p', f'threads:={threads}',
+            ],
+            env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        driver = subprocess.Popen(
+            [
+                sys.executable, '-m', 'bench.bench_perception', 'drive',
+                '--height', str(height), '--width', str(width), '--seconds', str(seconds),
+            ],
+            env=env, cwd=REPO, stdout=subprocess.PIPE, text=True,
+        )  # fmt: skip
+        try:
+            proc = psutil.Process(node.pid)
+            assert driver.stdout is not None
+            line = driver.stdout.readline()  # {'measuring': true}
+            if not line:
+                raise RuntimeError('bench driver exited before measuring')
+            cpu0, t0 = proc.cpu_times(), time.monotonic()
+            out = json.loads(driver.stdout.readline() or '{}')
+            cpu1, t1 = proc.cpu_times(), time.monotonic()
+            rss = proc.memory_info().rss
+            driver.wait(30)
+        finally:
+            driver.kill()
+            node.terminate()
+            try:
+                node.wait(10)
+            except subprocess.TimeoutExpired:
+                node.kill()
+    if not out:
+        raise RuntimeError('bench driver printed no result')
+    cpu_s = (cpu1.user + cpu1.system) - (cpu0.user + cpu0.system)
+    lat = np.asarray(out['latency_ms']) if out['latency_ms'] else np.asarray([np.nan])
+    processed = max(out['received'], 1)
+    status = out['node']
+    return {
+        'transport': 'Fast DDS SHM profile (32 MiB segment)' if shm else 'Fast DDS defaults',
+        'frames_sent': out['sent'],
+        'labels_received': out['received'],
+        'received_ratio': round(out['received'] / max(out['sent'], 1), 3),
+        'throughput_hz': round(out['received'] / (t1 - t0), 2),
+        'latency_ms_p50': round(float(np.nanpercentile(lat, 50)), 2),
+        'latency_ms_p95': round(float(np.nanpercentile(lat, 95)), 2),
+        'cpu_share_of_2_cores': round(cpu_s / (t1 - t0) / 2.0, 3),
+        'cpu_ms_per_frame': round(cpu_s / processed * 1e3, 2),
+        'rss_mb': round(rss / 2**20, 1),
+        'node_latency_ms_p50': float(status.get('latency_ms_p50') or 'nan'),
+        'node_inference_ms_p50': float(status.get('inference_ms_p50') or 'nan'),
+        'node_frames_dropped': int(status.get('frames_dropped') or 0),
+    }
+
+
+def node_benchmark(quick: bool, workdir: Path) -> dict:
+    seconds = 5.0 if quick else 15.0
+    out: dict = {}
+    for height, width, shm in ((240, 424, False), (480, 640, True)):
+        package = build_untrained_package(workdir / f'{height}x{width}', height, width)
+        raw = raw_inference_ms(package, height, width, 30 if quick else 100)
+        for overlay in (True, False):
+            key = f'{height}x{width}' + ('' if overlay else '_no_overlay')
+            r = _node_run(package, height, width, overlay, shm, seconds)
+            r['raw_inference_ms_p50'] = round(raw, 2)
+            # node time per frame: camera callback -> outputs published, measured by the node
+            r['node_to_inference_ratio'] = round(r['node_latency_ms_p50'] / raw, 2)
+            r['keeps_up'] = r['received_ratio'] >= TARGETS['keeps_up_at_30hz_min_ratio']
+            out[key] = r
+        # onnxruntime's intra-op pool spin-waits between runs: with 1 thread there is no pool
+        single = _node_run(package, height, width, True, shm, seconds, threads=1)
+        single['raw_inference_ms_p50'] = round(raw, 2)
+        out[f'{height}x{width}_threads1'] = single
+    return out
+
+
+# ---------------------------------------------------------------------------------------------
+# Unseen recognition on the route (no ROS)
+
+ROUTE = 'sunny:12,snow:6,overcast:12,construction:6,sunny:6,night:6,overcast:6'
+
+
+def recognition_benchmark(quick: bool, workdir: Path) -> dict:
+    from tests.ros.model_fixture import build_package
+
+    rate = 15.0
+    package = build_package(workdir / 'route-model')
+    slot = ModelSlot()
+    slot.swap(load_model(package.path))
+    alarm = AlarmConfig()
+    pipe = Pipeline(PipelineConfig(alarm=alarm), slot)
+    schedule = parse_schedule(ROUTE)
+    route = Route(schedule, seed=0, camera=CameraModel(424, 240))
+    total = sum(seconds for _, seconds in schedule)
+    total = min(total, 45.0) if quick else total
+    known = set(package.known_tasks)
+    grace_s = alarm.exit_frames / rate + 1.0  # the alarm's own exit window after unseen frames
+    rows = []
+    for i in range(int(total * rate)):
+        t = i / rate
+        frame = route.frame_at(t)
+        r = pipe.process(frame.rgb, frame.depth_mm, stamp=1.8e9 + t, t=t)
+        rows.append((t, frame.task, r.alarm.level))
+    known_frames = warned = 0
+    last_unseen_t = -1e9
+    stretch: tuple[str, float] | None = None  # (unseen task, entered at) until its ERROR
+    error_after: dict[str, list[float]] = {}
+    alarmed_at_entry: list[str] = []  # still alarmed from before: entry time says nothing
+    prev_task = None
+    for t, task, level in rows:
+        if task not in known:
+            last_unseen_t = t
+            if task != prev_task:
+                stretch = (task, t)
+                if level == AlarmLevel.ERROR:
+                    alarmed_at_entry.append(task)
+                    stretch = None
+            if level == AlarmLevel.ERROR and stretch is not None:
+                error_after.setdefault(stretch[0], []).append(round(t - stretch[1], 3))
+                stretch = None
+        elif t - last_unseen_t > grace_s:
+            known_frames += 1
+            warned += level >= AlarmLevel.WARN
+        prev_task = task
+    unseen_tasks = sorted({task for _, task, _ in rows if task not in known})
+    return {
+        'route': ROUTE,
+        'rate_hz': rate,
+        'route_seconds': total,
+        'known_tasks': sorted(known),
+        'known_frames': known_frames,
+        'known_warn_share': round(warned / max(known_frames, 1), 4),
+        'time_to_error_s': {task: error_after.get(task, [None])[0] for task in unseen_tasks},
+        'unseen_tasks_entered_in_error': alarmed_at_entry,
+    }
+
+
+def run(quick: bool = False) -> dict:
+    with tempfile.TemporaryDirectory(prefix='bench-perception-') as tmp:
+        nodes = node_benchmark(quick, Path(tmp))
+        recognition = recognition_benchmark(quick, Path(tmp))
+    small = nodes['240x424']
+    times = [v for v in recognition['time_to_error_s'].values() if v is not None]
+    timed = len(recognition['time_to_error_s']) - len(recognition['unseen_tasks_entered_in_error'])
+    met = {
+        'keeps_up_at_both_sizes': all(r.get('keeps_up', True) for r in nodes.values()),
+        'cpu_240x424': small['cpu_share_of_2_cores'] <= TARGETS['cpu_share_240x424_max'],
+        'p95_latency_240x424': small['latency_ms_p95'] <= TARGETS['p95_latency_ms_240x424_max'],
+        'node_to_inference_ratio': all(
+            r['node_to_inference_ratio'] <= TARGETS['node_to_inference_ratio_max']
+            for r in nodes.values()
+            if 'node_to_inference_ratio' in r
+        ),
+        'known_warn_share': recognition['known_warn_share'] <= TARGETS['known_warn_share_max'],
+        'time_to_error_every_unseen_task': len(times) >= timed
+        and max(times, default=99) <= TARGETS['time_to_error_s_max'],
+    }
+    return {
+        'rate_hz': RATE_HZ,
+        'node': nodes,
+        'recognition': recognition,
+        'targets': TARGETS,
+        'met': met,
+        'target_met': all(met.values()),
+    }
+
+
+def main() -> int:
+    parser = argparse.ArgumentParser(description='perception benchmark (drive = driver role)')
+    parser.add_argument('role', choices=['run', 'drive'])
+    parser.add_argument('--height', type=int, default=240)
+    parser.add_argument('--width', type=int, default=424)
+    parser.add_argument('--seconds', type=float, default=10.0)
+    parser.add_argument('--quick', action='store_true')
+    args = parser.parse_args()
+    if args.role == 'drive':
+        print(json.dumps(drive(args.height, args.width, args.seconds, warmup=4.0)), flush=True)
+    else:
+        print(json.dumps(run(args.quick), indent=1))
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,504 @@
+"""perception: on-robot segmentation, unseen-task alarm, sample collection, terrain and gait.
+
+The subscription callbacks only pair colour and depth by stamp (``FrameSync``) and keep the newest
+pair; one processing thread takes the newest pair whenever it is free, so under load stale frames
+are dropped (and counted), never queued. All ``Pipeline`` calls happen on that thread, which also
+advances the alarm without frames and publishes the diagnostics. Models load and swap in the
+``ModelWatcher`` thread; spooling runs in the ``SampleWriter`` thread.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+import sys
+import threading
+import time
+from collections import deque
+from dataclasses import dataclass
+
+import cv2
+import numpy as np
+from diagnostic_msgs.msg import DiagnosticArray
+from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rclpy.node import Node
+from rclpy.parameter import Parameter
+from rclpy.qos import QoSProfile, ReliabilityPolicy
+from sensor_msgs.msg import Image
+from std_msgs.msg import Float32, Header, String
+from visualization_msgs.msg import MarkerArray
+
+from ..alarm_policy import AlarmConfig, AlarmLevel, AlarmStatus
+from ..collection import CollectionConfig
+from ..errors import ConfigError, RoboLifelongError
+from ..frame_sync import FrameSync, Pair
+from ..image_conversion import image_to_numpy, numpy_to_image
+from ..labels import colorize
+from ..model_watch import ModelSlot, ModelWatcher, SwapEvent
+from ..pipeline import (
+    ALARM_NAME,
+    DEPTH_ENCODINGS,
+    RGB_ENCODINGS,
+    FrameRejected,
+    FrameResult,
+    Pipeline,
+    PipelineConfig,
+    SampleOutcome,
+    SampleWriter,
+)
+from ..spool import Spool
+from .markers import diagnostic_status, marker_array
+from .qos import LATCHED_QOS, SENSOR_QOS
+from .spin import run
+
+COLOR_TOPIC = 'camera/color/image_raw'
+DEPTH_TOPIC = 'camera/aligned_depth_to_color/image_raw'
+LOG_THROTTLE_S = 5.0
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
+NODE_STATUS_NAME = 'robo_lifelong: perception'
+_IDLE_WAIT_S = 0.01  # processing thread wake-up period without frames (depth wait, ticks)
+
+# name -> (default, description, changeable at run time)
+PARAMETERS: dict[str, tuple[object, str, bool]] = {
+    'model_path': ('', 'Model package directory loaded at start ("" = wait for one).', False),
+    'model_watch_dir': ('', 'Directory polled for new packages ("" = off).', False),
+    'model_poll_s': (2.0, 'Polling period of model_watch_dir, seconds.', False),
+    'threads': (2, 'onnxruntime intra-op threads.', False),
+    'robot_id': ('robot', 'Robot id written into every sample.', False),
+    'spool_dir': ('spool', 'Durable sample spool directory (shared with the bridge).', False),
+    'spool_max_bytes': (2_000_000_000, 'Spool size bound in bytes; full -> refuse + WARN.', False),
+    'spool_max_samples': (10_000, 'Spool bound in samples.', False),
+    'use_depth': (True, 'Pair aligned depth with the colour frames.', False),
+    'depth_wait_s': (0.05, 'Longest wait for the depth frame of a colour frame.', False),
+    'diagnostics_period_s': (1.0, 'Period of /diagnostics and the alarm refresh.', False),
+    'publish_overlay': (True, 'Publish segmentation/overlay (costs a blend per frame).', True),
+    'overlay_alpha': (0.5, 'Weight of the label colours in the overlay, 0..1.', True),
+    'max_pixels': (1280 * 720, 'Frames with more pixels are refused.', True),
+    'reorder_window_s': (2.0, 'Older stamps within this are out of order; beyond: a reset.', True),
+    'collect': (True, 'Collect unseen frames into the spool.', True),
+    'alarm_ema_alpha': (0.5, 'Weight of the newest score in the smoothing, (0, 1].', True),
+    'alarm_warn_enter_frames': (3, 'Frames above the threshold in a row before WARN.', True),
+    'alarm_error_enter_frames': (8, 'Frames above in the episode before ERROR (0 = off).', True),
+    'alarm_error_enter_seconds': (0.0, 'Episode age before ERROR, s (0 = off).', True),
+    'alarm_exit_ratio': (0.8, 'Exit threshold = exit_ratio * threshold (hysteresis).', True),
+    'alarm_exit_frames': (10, 'Frames below the exit threshold in a row before OK.', True),
+    'alarm_stale_after': (1.0, 'Seconds without frames before STALE.', True),
+    'collect_min_interval_s': (1.0, 'Least time between collected samples, s.', True),
+    'collect_duplicate_distance': (
+        0.1,
+        'Thumbnail distance below which a frame is a near duplicate of a collected one.',
+        True,
+    ),
+    'collect_min_score': (
+        -1.0,
+        'Collect when score >= this (< 0: when the frame is unseen).',
+        True,
+    ),
+    'png_compression': (1, 'PNG compression of spooled images, 0..9.', True),
+}
+
+
+@dataclass(frozen=True)
+class PerceptionConfig:
+    model_path: str
+    model_watch_dir: str
+    model_poll_s: float
+    threads: int
+    spool_dir: str
+    spool_max_bytes: int
+    spool_max_samples: int
+    use_depth: bool
+    depth_wait_s: float
+    diagnostics_period_s: float
+    publish_overlay: bool
+    overlay_alpha: float
+    png_compression: int
+    pipeline: PipelineConfig
+
+    def __post_init__(self) -> None:
+        if self.threads < 1:
+            raise ConfigError(f'threads must be >= 1, got {self.threads!r}')
+        if not 0.0 <= self.overlay_alpha <= 1.0:
+            raise ConfigError(f'overlay_alpha must be in [0, 1], got {self.overlay_alpha!r}')
+        for name in ('model_poll_s', 'diagnostics_period_s'):
+            if not getattr(self, name) > 0.0:
+                raise ConfigError(f'{name} must be > 0, got {getattr(self, name)!r}')
+        if self.depth_wait_s < 0.0:
+            raise ConfigError(f'depth_wait_s must be >= 0, got {self.depth_wait_s!r}')
+
+    @classmethod
+    def from_values(cls, v: dict) -> PerceptionConfig:
+        """Build (and validate: ConfigError) from parameter values by name."""
+        alarm = AlarmConfig(
+            ema_alpha=v['alarm_ema_alpha'],
+            warn_enter_frames=v['alarm_warn_enter_frames'],
+            error_enter_frames=v['alarm_error_enter_frames'] or None,
+            error_enter_seconds=v['alarm_error_enter_seconds'] or None,
+            exit_ratio=v['alarm_exit_ratio'],
+            exit_frames=v['alarm_exit_frames'],
+            stale_after=v['alarm_stale_after'],
+        )
+        collection = CollectionConfig(
+            min_interval_s=v['collect_min_interval_s'],
+            duplicate_distance=v['collect_duplicate_distance'],
+            min_score=None if v['collect_min_score'] < 0 else v['collect_min_score'],
+            png_compression=v['png_compression'],
+        )
+        pipeline = PipelineConfig(
+            robot_id=v['robot_id'],
+            max_pixels=v['max_pixels'],
+            reorder_window_s=v['reorder_window_s'],
+            collect=v['collect'],
+            alarm=alarm,
+            collection=collection,
+        )
+        names = {f for f in cls.__dataclass_fields__ if f != 'pipeline'}
+        return cls(**{n: v[n] for n in names}, pipeline=pipeline)
+
+
+class _Stats:
+    """Counters of the processing thread, reported in the node's diagnostic status."""
+
+    def __init__(self) -> None:
+        self.received = self.processed = self.dropped = self.rejected = 0
+        self.latency_s: deque[float] = deque(maxlen=100)  # receipt -> outputs published
+        self.infer_s: deque[float] = deque(maxlen=100)
+        self.collected = self.spooled = self.refused = 0
+        self.spool_full = ''  # reason of the last refusal while the spool stays full
+
+    def key_values(self) -> list[tuple[str, str]]:
+        def ms(values: deque[float], q: float) -> str:
+            return f'{np.quantile(values, q) * 1000:.1f}' if values else ''
+
+        return [
+            ('frames_received', str(self.received)),
+            ('frames_processed', str(self.processed)),
+            ('frames_dropped', str(self.dropped)),
+            ('frames_rejected', str(self.rejected)),
+            ('latency_ms_p50', ms(self.latency_s, 0.5)),
+            ('latency_ms_p95', ms(self.latency_s, 0.95)),
+            ('inference_ms_p50', ms(self.infer_s, 0.5)),
+            ('samples_collected', str(self.collected)),
+            ('samples_spooled', str(self.spooled)),
+            ('samples_refused', str(self.refused)),
+        ]
+
+
+class PerceptionNode(Node):
+    def __init__(self) -> None:
+        super().__init__('perception')
+        self.config = self._read_config()
+        cfg = self.config
+        self.spool = Spool(cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_max_samples)
+        self.writer = SampleWriter(self.spool, cfg.pipeline.robot_id, cfg.png_compression)
+        self.slot = ModelSlot()
+        self.pipeline = Pipeline(cfg.pipeline, self.slot, self.writer)
+        self.sync: FrameSync[tuple[Image, int], Image] = FrameSync(max_wait_s=cfg.depth_wait_s)
+        self.stats = _Stats()
+        self.model_error = (
+            'no model yet'
+            if cfg.model_path or cfg.model_watch_dir
+            else ('no model_path or model_watch_dir set: waiting for model/update')
+        )
+        self._lock = threading.Lock()  # guards sync, _ready and the receive counters
+        self._ready: Pair[tuple[Image, int], Image] | None = None
+        self._wake = threading.Event()
+        self._stop = threading.Event()
+        self._loggers: dict[str, object] = {}
+        self._warned: dict[str, float] = {}  # problem -> monotonic time of its last log
+
+        self._labels_pub = self.create_publisher(Image, 'segmentation/labels', 10)
+        self._overlay_pub = self.create_publisher(Image, 'segmentation/overlay', 10)
+        self._score_pub = self.create_publisher(Float32, 'unseen/score', 10)
+        self._markers_pub = self.create_publisher(MarkerArray, 'markers', 10)
+        self._terrain_pub = self.create_publisher(String, 'terrain', 10)
+        self._gait_pub = self.create_publisher(String, 'gait', 10)
+        self._sample_pub = self.create_publisher(String, 'unseen/sample', RELIABLE_QOS)
+        self._version_pub = self.create_publisher(String, 'model/version', LATCHED_QOS)
+        self._alarm_pub = self.create_publisher(DiagnosticArray, 'alarm', LATCHED_QOS)
+        self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
+        self.create_subscription(Image, COLOR_TOPIC, self._on_rgb, SENSOR_QOS)
+        if cfg.use_depth:
+            self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS)
+        self.create_subscription(String, 'model/update', self._on_model_update, RELIABLE_QOS)
+        self.add_on_set_parameters_callback(self._on_set_parameters)
+
+        self.watcher = ModelWatcher(
+            self.slot, self._on_swap, cfg.threads, cfg.model_watch_dir or None, cfg.model_poll_s
+        )
+        if cfg.model_path:
+            self.watcher.request(cfg.model_path)
+        self._worker = threading.Thread(target=self._work, name='perception', daemon=True)
+        self._worker.start()
+        self.get_logger().info(
+            f'model {cfg.model_path or "-"} (watch {cfg.model_watch_dir or "off"}), spool '
+            f'{cfg.spool_dir}, depth {"on" if cfg.use_depth else "off"}, {cfg.threads} threads'
+        )
+
+    # -- parameters -------------------------------------------------------------------------
+
+    def _read_config(self) -> PerceptionConfig:
+        values = {}
+        for name, (default, description, dynamic) in PARAMETERS.items():
+            descriptor = ParameterDescriptor(description=description, read_only=not dynamic)
+            values[name] = self.declare_parameter(name, default, descriptor).value
+        return PerceptionConfig.from_values(values)
+
+    def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
+        values = {name: self.get_parameter(name).value for name in PARAMETERS}
+        values.update({p.name: p.value for p in params if p.name in PARAMETERS})
+        try:
+            config = PerceptionConfig.from_values(values)
+        except (ConfigError, TypeError) as e:
+            return SetParametersResult(successful=False, reason=str(e))
+        self.config = config
+        self.pipeline.reconfigure(config.pipeline)
+        self.writer.png_compression = config.png_compression
+        return SetParametersResult(successful=True)
+
+    # -- receiving ---------------------------------------------------------------------------
+
+    def _on_rgb(self, msg: Image) -> None:
+        if msg.encoding not in RGB_ENCODINGS:
+            self._reject(
+                'encoding',
+                f'colour frame with encoding {msg.encoding!r} refused; '
+                f'expected one of {RGB_ENCODINGS}',
+            )
+            return
+        now = time.monotonic_ns()
+        with self._lock:
+            self.stats.received += 1
+            if self.config.use_depth:
+                self._offer(self.sync.add_rgb(_stamp_ns(msg), (msg, now), now))
+            else:
+                self._offer(Pair(_stamp_ns(msg), (msg, now), None))
+
+    def _on_depth(self, msg: Image) -> None:
+        with self._lock:
+            self._offer(self.sync.add_depth(_stamp_ns(msg), msg))
+
+    def _offer(self, pair: Pair[tuple[Image, int], Image] | None) -> None:
+        """Keep the newest complete pair for the processing thread (caller holds the lock)."""
+        if pair is None:
+            return
+        if self._ready is not None:
+            self.stats.dropped += 1
+        self._ready = pair
+        self._wake.set()
+
+    def _on_model_update(self, msg: String) -> None:
+        self.get_logger().info(f'model/update: {msg.data!r}')
+        self.watcher.request(msg.data)
+
+    def _on_swap(self, event: SwapEvent) -> None:
+        if event.accepted:
+            self.model_error = ''
+            self._version_pub.publish(String(data=event.version))
+            self.get_logger().info(f'model {event.version} in use (from {event.path})')
+        else:
+            current = self.slot.current()
+            self.model_error = f'rejected {event.path}: {event.reason}'
+            self.get_logger().warning(
+                f'model package {event.path} rejected: {event.reason}; '
+                f'{"keeping " + current.version if current else "no model loaded"}'
+            )
+
+    # -- processing thread ------------------------------------------------------------------
+
+    def _work(self) -> None:
+        next_tick = 0.0
+        while not self._stop.is_set():
+            self._wake.wait(_IDLE_WAIT_S)
+            with self._lock:
+                self._wake.clear()
+                pair, self._ready = self._ready, None
+                if pair is None and self.config.use_depth:
+                    pair = self.sync.expire(time.monotonic_ns())
+                self.stats.dropped += self.sync.dropped
+                self.sync.dropped = 0
+            # the thread must outlive any frame: log at this edge and keep going
+            try:
+                if pair is not None:
+                    self._process(pair)
+                if time.monotonic() >= next_tick:
+                    next_tick = time.monotonic() + self.config.diagnostics_period_s
+                    self._tick()
+            except Exception as e:  # any bug in one frame must not stop perception
+                self._log('internal').error(
+                    f'frame processing failed: {type(e).__name__}: {e}',
+                    throttle_duration_sec=LOG_THROTTLE_S,
+                )
+
+    def _now(self) -> float:
+        return self.get_clock().now().nanoseconds * 1e-9
+
+    def _process(self, pair: Pair[tuple[Image, int], Image]) -> None:
+        msg, received_ns = pair.rgb
+        try:
+            rgb, depth = self._frames(msg, pair.depth)
+            result = self.pipeline.process(rgb, depth, pair.stamp_ns * 1e-9, self._now())
+        except FrameRejected as e:
+            self._reject(e.kind.value, str(e))
+            return
+        except RoboLifelongError as e:
+            self._reject('input', f'frame {pair.stamp_ns} skipped: {e}')
+            return
+        if result is None:
+            return  # no model yet: the tick reports STALE
+        for warning in result.warnings:
+            self._warn('depth', warning)
+        self._publish(msg.header, rgb, result)
+        self.stats.processed += 1
+        self.stats.infer_s.append(result.infer_s)
+        self.stats.latency_s.append((time.monotonic_ns() - received_ns) * 1e-9)
+
+    def _frames(self, msg: Image, depth_msg: Image | None) -> tuple[np.ndarray, np.ndarray | None]:
+        rgb = image_to_numpy(msg)
+        if msg.encoding == 'bgr8':
+            rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
+        depth = None
+        if depth_msg is not None:
+            if depth_msg.encoding in DEPTH_ENCODINGS:
+                depth = image_to_numpy(depth_msg)
+            else:
+                self._reject(
+                    'depth',
+                    f'depth encoding {depth_msg.encoding!r} refused; expected '
+                    f'one of {DEPTH_ENCODINGS}: frame processed without depth',
+                )
+        return rgb, depth
+
+    def _publish(self, header: Header, rgb: np.ndarray, r: FrameResult) -> None:
+        self._labels_pub.publish(numpy_to_image(r.labels, 'mono8', header))
+        if self.config.publish_overlay:
+            overlay = self._overlay(rgb, r.labels)
+            self._overlay_pub.publish(numpy_to_image(overlay, 'rgb8', header))
+        if r.unseen is not None:
+            self._score_pub.publish(Float32(data=float(r.unseen.score)))
+        self._terrain_pub.publish(
+            String(data=json.dumps({'stamp': r.stamp, **r.terrain.to_json()}))
+        )
+        gait = {'stamp': r.stamp, 'alarm': r.alarm.level.name, **r.gait.to_json()}
+        self._gait_pub.publish(String(data=json.dumps(gait)))
+        self._markers_pub.publish(marker_array(header, r.alarm, r.terrain, r.gait))
+        if r.collected:
+            self.stats.collected += 1
+        self._on_samples(r.samples)
+        if r.alarm_changed:
+            self._publish_alarm(r.alarm)
+
+    def _overlay(self, rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
+        alpha = self.config.overlay_alpha
+        return cv2.addWeighted(rgb, 1.0 - alpha, colorize(labels), alpha, 0.0)
+
+    def _tick(self) -> None:
+        status, _, samples = self.pipeline.tick(self._now())
+        self._on_samples(samples)
+        self._publish_alarm(status)
+        node = self._node_status()
+        self._diag_pub.publish(
+            DiagnosticArray(
+                header=Header(stamp=self.get_clock().now().to_msg()),
+                status=[self._alarm_status(status), node],
+            )
+        )
+
+    def _on_samples(self, samples: tuple[SampleOutcome, ...] | list[SampleOutcome]) -> None:
+        for s in samples:
+            if s.spooled:
+                self.stats.spooled += 1
+                self.stats.spool_full = ''
+                self._sample_pub.publish(String(data=json.dumps(s.event())))
+                continue
+            self.stats.refused += 1
+            if s.full:
+                self.stats.spool_full = s.error
+            self._log('spool').warning(
+                f'sample {s.request.sample_id} not spooled: {s.error}',
+                throttle_duration_sec=LOG_THROTTLE_S,
+            )
+
+    def _alarm_status(self, status: AlarmStatus):
+        return diagnostic_status(
+            ALARM_NAME,
+            status.level,
+            status.message,
+            self.config.pipeline.robot_id,
+            status.key_values(),
+        )
+
+    def _publish_alarm(self, status: AlarmStatus) -> None:
+        self._alarm_pub.publish(
+            DiagnosticArray(
+                header=Header(stamp=self.get_clock().now().to_msg()),
+                status=[self._alarm_status(status)],
+            )
+        )
+        if status.level >= AlarmLevel.WARN:
+            self._log('alarm').warning(status.message, throttle_duration_sec=LOG_THROTTLE_S)
+
+    def _node_status(self):
+        model = self.slot.current()
+        if model is None:
+            level, message = AlarmLevel.STALE, f'no model loaded: {self.model_error}'
+        elif self.stats.spool_full:
+            level, message = AlarmLevel.WARN, f'spool full: {self.stats.spool_full}'
+        else:
+            level, message = AlarmLevel.OK, f'running {model.version}'
+        values = self.stats.key_values() + [
+            ('model_version', model.version if model else ''),
+            ('model_error', self.model_error),
+            ('spool_samples', str(self.spool.stat().count)),
+        ]
+        return diagnostic_status(
+            NODE_STATUS_NAME, level, message, self.config.pipeline.robot_id, values
+        )
+
+    # -- logging -----------------------------------------------------------------------------
+
+    def _log(self, kind: str):
+        """A child logger per kind of problem, so throttling one kind never hides another."""
+        logger = self._loggers.get(kind)
+        if logger is None:
+            logger = self._loggers[kind] = self.get_logger().get_child(kind)
+        return logger
+
+    def _reject(self, kind: str, message: str) -> None:
+        """Count a skipped input and log it, once per LOG_THROTTLE_S for each distinct problem.
+
+        rclpy throttles per call site, and this one call site reports many problems (an empty
+        frame must not hide a wrong-size one), so the key is the message with numbers masked.
+        """
+        self.stats.rejected += 1
+        self._warn(kind, message)
+
+    def _warn(self, kind: str, message: str) -> None:
+        key = f'{kind}:{re.sub(r"[0-9.]+", "#", message)}'
+        now = time.monotonic()
+        if now - self._warned.get(key, -LOG_THROTTLE_S) >= LOG_THROTTLE_S:
+            self._warned[key] = now
+            self._log(kind).warning(message)
+
+    def destroy_node(self) -> None:
+        self._stop.set()
+        self._worker.join(5.0)
+        self.watcher.stop()
+        self.writer.close()
+        self.get_logger().info(
+            f'{self.stats.processed} frames processed, {self.stats.dropped} dropped, '
+            f'{self.stats.rejected} rejected; {self.stats.spooled} samples spooled'
+        )
+        super().destroy_node()
+
+
+def _stamp_ns(msg: Image) -> int:
+    return msg.header.stamp.sec * 1_000_000_000 + msg.header.stamp.nanosec
+
+
+def main(args: list[str] | None = None) -> int:
+    return run(PerceptionNode, 'perception', args)
+
+
+if __name__ == '__main__':
+    sys.exit(main())

@@ -1,0 +1,177 @@
+"""Hot model swap without ROS: verification (hash, schema, smoke inference), the single-reference
+swap, rejection with the reason while the old model keeps running, and the watched directory."""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robo_lifelong import model_package as mp
+from robo_lifelong.errors import ModelPackageError
+from robo_lifelong.labels import CLASSES
+from robo_lifelong.model_watch import (
+    LoadedModel,
+    ModelSlot,
+    ModelWatcher,
+    SwapEvent,
+    load_model,
+    model_version,
+    smoke_frame,
+    watched_candidate,
+)
+from tests.core.test_runtime import manifest, tiny_onnx
+
+
+def write(path: Path, version: int = 1, **changes) -> mp.ModelPackage:
+    return mp.write_package(path, tiny_onnx(), dict(manifest(), version=version, **changes))
+
+
+def wait_for(predicate, timeout: float = 10.0) -> None:
+    deadline = time.monotonic() + timeout
+    while not predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError('condition not met in time')
+        time.sleep(0.01)
+
+
+class Events:
+    def __init__(self) -> None:
+        self.items: list[SwapEvent] = []
+
+    def __call__(self, event: SwapEvent) -> None:
+        self.items.append(event)
+
+
+def test_load_model_verifies_and_names_the_version(tmp_path: Path) -> None:
+    package = write(tmp_path / 'pkg', version=3)
+    model = load_model(package.path, threads=1)
+    assert model.version == f'v3-{package.content_hash[:12]}' == model_version(package)
+    assert model.threshold is None  # not calibrated
+    assert model.runtime.infer(smoke_frame()).labels.shape == smoke_frame().shape[:2]
+
+
+def test_tampered_model_file_is_rejected_by_hash(tmp_path: Path) -> None:
+    package = write(tmp_path / 'pkg')
+    data = bytearray(package.model_path.read_bytes())
+    data[-1] ^= 0xFF
+    package.model_path.write_bytes(bytes(data))
+    with pytest.raises(ModelPackageError, match='sha256 mismatch'):
+        load_model(package.path)
+
+
+def test_package_failing_its_schema_is_rejected(tmp_path: Path) -> None:
+    package = write(tmp_path / 'pkg')
+    body = json.loads((package.path / mp.MANIFEST_FILE).read_text())
+    del body['classes']
+    (package.path / mp.MANIFEST_FILE).write_text(json.dumps(body))
+    with pytest.raises(ModelPackageError, match='classes'):
+        load_model(package.path)
+
+
+def test_smoke_inference_catches_a_model_that_disagrees_with_its_manifest(tmp_path: Path) -> None:
+    # the manifest promises 4 classes, the graph emits 3 logit planes
+    classes = [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in CLASSES[:4]]
+    package = write(tmp_path / 'pkg', classes=classes)
+    with pytest.raises(ModelPackageError, match='smoke inference|logits of shape'):
+        load_model(package.path)
+
+
+def test_watcher_swaps_a_good_package_and_rejects_a_bad_one(tmp_path: Path) -> None:
+    slot, events = ModelSlot(), Events()
+    watcher = ModelWatcher(slot, events, threads=1)
+    try:
+        good = write(tmp_path / 'v1', version=1)
+        watcher.request(str(good.path))
+        wait_for(lambda: len(events.items) == 1)
+        assert events.items[0].accepted and slot.current() is not None
+        first = slot.current()
+        assert first.version == model_version(good)
+
+        (tmp_path / 'broken').mkdir()
+        (tmp_path / 'broken' / mp.MANIFEST_FILE).write_text('{not json')
+        (tmp_path / 'broken' / mp.MODEL_FILE).write_bytes(b'x')
+        watcher.request(str(tmp_path / 'broken'))
+        watcher.request(str(tmp_path / 'missing'))
+        wait_for(lambda: len(events.items) == 3)
+        rejected = events.items[1:]
+        assert not any(e.accepted for e in rejected)
+        assert 'not valid JSON' in rejected[0].reason
+        assert 'missing file' in rejected[1].reason
+        assert slot.current() is first  # the old model keeps running
+
+        watcher.request(str(good.path))  # the model in use again: no swap, no event
+        second = write(tmp_path / 'v2', version=2)
+        watcher.request(str(second.path))
+        wait_for(lambda: len(events.items) == 4)
+        assert events.items[3].version == model_version(second)
+        assert slot.current().version == model_version(second)
+    finally:
+        watcher.stop()
+
+
+def test_slot_never_shows_a_model_before_it_is_verified(tmp_path: Path) -> None:
+    package = write(tmp_path / 'pkg')
+    release, entered = threading.Event(), threading.Event()
+
+    def slow_loader(path: str, threads: int) -> LoadedModel:
+        entered.set()
+        release.wait(10)
+        return load_model(path, threads)
+
+    slot, events = ModelSlot(), Events()
+    watcher = ModelWatcher(slot, events, loader=slow_loader)
+    try:
+        watcher.request(str(package.path))
+        assert entered.wait(10)
+        time.sleep(0.05)
+        assert slot.current() is None  # still loading: frames see no model at all
+        release.set()
+        wait_for(lambda: slot.current() is not None)
+    finally:
+        release.set()
+        watcher.stop()
+
+
+def test_watched_directory_takes_the_highest_version_and_does_not_retry_a_rejection(
+    tmp_path: Path,
+) -> None:
+    watch = tmp_path / 'models'
+    write(watch / 'a', version=1)
+    write(watch / 'b', version=2)
+    assert watched_candidate(watch) == watch / 'b'
+    assert watched_candidate(watch / 'a') == watch / 'a'  # a package directory itself
+    assert watched_candidate(tmp_path / 'nothing') is None
+
+    attempts: list[str] = []
+
+    def counting_loader(path: str, threads: int) -> LoadedModel:
+        attempts.append(path)
+        return load_model(path, threads)
+
+    slot, events = ModelSlot(), Events()
+    watcher = ModelWatcher(slot, events, watch_dir=watch, poll_s=0.05, loader=counting_loader)
+    try:
+        wait_for(lambda: len(events.items) == 1)
+        assert slot.current().package.version == 2
+        bad = write(watch / 'c', version=3)
+        bad.model_path.write_bytes(b'tampered')
+        wait_for(lambda: len(events.items) == 2)
+        assert not events.items[1].accepted and 'sha256' in events.items[1].reason
+        time.sleep(0.3)  # several polls: the rejected candidate is not tried again
+        assert attempts.count(str(watch / 'c')) == 1
+        assert slot.current().package.version == 2
+        write(watch / 'c', version=3)  # fixed in place: a new manifest, tried again
+        wait_for(lambda: len(events.items) == 3)
+        assert events.items[2].accepted and slot.current().package.version == 3
+    finally:
+        watcher.stop()
+
+
+def test_smoke_frame_is_fixed() -> None:
+    np.testing.assert_array_equal(smoke_frame(), smoke_frame())
+    assert smoke_frame().dtype == np.uint8 and len(np.unique(smoke_frame())) > 16
