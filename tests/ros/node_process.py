@@ -80,10 +80,20 @@ class NodeProcess:
             self.proc.wait()
 
 
-def listen(env: dict[str, str], seconds: float, timeout: float = 30.0) -> dict:
-    """Run tests/ros/camera_listener.py: what it heard in ``seconds`` after the first frame."""
+def run_json_script(
+    script: Path, env: dict[str, str], seconds: float, timeout: float, *extra: str
+) -> dict:
+    """Run a listener/probe script of tests/ros/ and parse the JSON it prints."""
     done = subprocess.run(
-        [sys.executable, str(LISTENER), '--seconds', str(seconds), '--timeout', str(timeout)],
+        [
+            sys.executable,
+            str(script),
+            '--seconds',
+            f'{seconds}',
+            '--timeout',
+            f'{timeout}',
+            *extra,
+        ],
         capture_output=True,
         text=True,
         env=env,
@@ -91,8 +101,13 @@ def listen(env: dict[str, str], seconds: float, timeout: float = 30.0) -> dict:
         timeout=timeout + seconds + 30,
     )
     if done.returncode != 0:
-        raise AssertionError(f'listener failed ({done.returncode}):\n{done.stderr}')
+        raise AssertionError(f'{script.name} failed ({done.returncode}):\n{done.stderr}')
     return json.loads(done.stdout)
+
+
+def listen(env: dict[str, str], seconds: float, timeout: float = 30.0) -> dict:
+    """Run tests/ros/camera_listener.py: what it heard in ``seconds`` after the first frame."""
+    return run_json_script(LISTENER, env, seconds, timeout)
 
 
 def arrival_rate(frames: list[dict]) -> float:

@@ -8,10 +8,7 @@ is sunny -> snow -> sunny.
 
 from __future__ import annotations
 
-import json
 import random
-import subprocess
-import sys
 import time
 from pathlib import Path
 
@@ -30,7 +27,7 @@ from robo_lifelong.nodes.perception_node import (
 )
 from robo_lifelong.spool import Spool
 from tests.ros.model_fixture import cached_package, with_version
-from tests.ros.node_process import REPO, NodeProcess, ros_environ
+from tests.ros.node_process import REPO, NodeProcess, ros_environ, run_json_script
 
 pytestmark = pytest.mark.ros
 
@@ -55,17 +52,7 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> mp.ModelPackage:
 
 
 def probe(env: dict, seconds: float, *extra: str, timeout: float = 40.0) -> dict:
-    done = subprocess.run(
-        [sys.executable, str(PROBE), '--seconds', str(seconds), '--timeout', str(timeout), *extra],
-        capture_output=True,
-        text=True,
-        env=env,
-        cwd=REPO,
-        timeout=timeout + seconds + 30,
-    )
-    if done.returncode != 0:
-        raise AssertionError(f'probe failed ({done.returncode}):\n{done.stderr}')
-    return json.loads(done.stdout)
+    return run_json_script(PROBE, env, seconds, timeout, *extra)
 
 
 def levels_in_order(alarms: list[dict]) -> list[int]:
