@@ -11,7 +11,7 @@ setup:
 	@bash scripts/setup.sh
 
 demo: setup
-	$(BIN)/python -m robo_lifelong.sim.demo --out demo_output
+	$(BIN)/robo-lifelong-demo --out demo_output
 
 test: setup lint
 	$(BIN)/python -m pytest tests

@@ -18,9 +18,7 @@ PACKAGE = 'robo_lifelong'
 PACKAGE_DIR = REPO / 'ros2_ws' / 'src' / PACKAGE
 NODE_RUN_S = 2.5  # long enough to be past start-up and into spinning
 # Parameters a node cannot start without ({tmp} = the test's temporary directory).
-REQUIRED_PARAMS = {
-    'recorder': ['ground_truth_dir:={tmp}/ground_truth', 'out_dir:={tmp}/dataset'],
-}
+REQUIRED_PARAMS = {'observer': ['out_dir:={tmp}/timeline']}
 
 
 def console_scripts() -> list[tuple[str, str, str]]:

@@ -128,6 +128,7 @@ def run_eval(env: SednaEnv) -> EvalOutput:
             dep_report,
             env.params.operator,
             env.params.model_threshold,
+            max_task_drop=env.params.max_task_drop,
             deployed_tasks=None if deployed is None else deployed[0].known_tasks,
         )
         log.info('deploy=%s: %s', decision.deploy, '; '.join(decision.reasons))

@@ -108,6 +108,7 @@ class UserEnv:
     backend_type: str = 'PYTORCH'  # BACKEND_TYPE; only PyTorch exists here
     model_threshold: float = DEFAULT_MODEL_THRESHOLD  # eval deploy filter (PROTOCOL.md §2.5)
     operator: str = DEFAULT_OPERATOR
+    max_task_drop: float = 0.01  # our deploy rule: largest mIoU loss allowed on a known task
     epochs: int = 5
     num_class: int = NUM_CLASSES
     image_height: int = 240  # training/inference input size (the robot camera's 424x240)
@@ -121,6 +122,7 @@ class UserEnv:
             backend_type=_parse(environ, ('BACKEND_TYPE',), d.backend_type, str.upper),
             model_threshold=_parse(environ, ('model_threshold',), d.model_threshold, _finite),
             operator=_parse(environ, ('operator',), d.operator, _operator),
+            max_task_drop=_parse(environ, ('max_task_drop',), d.max_task_drop, _ratio),
             epochs=_parse(environ, ('epochs', 'epoches'), d.epochs, _positive_int),
             num_class=_parse(environ, ('num_class',), d.num_class, _positive_int),
             image_height=_parse(environ, ('image_height',), d.image_height, _positive_int),

@@ -29,10 +29,10 @@ setup(
         'console_scripts': [
             'robo-lifelong-sim = robo_lifelong.sim.cli:main',
             'sim_camera = robo_lifelong.nodes.sim_camera_node:main',
-            'recorder = robo_lifelong.nodes.recorder_node:main',
             'bridge = robo_lifelong.nodes.bridge_node:main',
             'robo-lifelong-annotate = robo_lifelong.annotation:main',
             'perception = robo_lifelong.nodes.perception_node:main',
+            'observer = robo_lifelong.nodes.observer_node:main',
             'robo-lifelong = robo_lifelong.cli:main',
         ],
     },

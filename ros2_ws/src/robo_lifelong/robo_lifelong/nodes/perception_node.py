@@ -220,7 +220,8 @@ class PerceptionNode(Node):
         self.create_subscription(Image, COLOR_TOPIC, self._on_rgb, SENSOR_QOS)
         if cfg.use_depth:
             self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS)
-        self.create_subscription(String, 'model/update', self._on_model_update, RELIABLE_QOS)
+        # latched like the bridge publishes it: a node started later still gets the newest model
+        self.create_subscription(String, 'model/update', self._on_model_update, LATCHED_QOS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.watcher = ModelWatcher(

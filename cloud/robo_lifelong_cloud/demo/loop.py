@@ -1,0 +1,393 @@
+"""One lifelong-learning cycle on one machine, end to end (the product's main job).
+
+0. The simulator renders an initial dataset of the known tasks into the Dataset's directory.
+1. The local controller runs the job from ``cloud/manifests/demo``: the trigger fires on the
+   initial samples, Train -> Eval -> Deploy; the deploy pointer lands in ``O/deploy/index.pkl``.
+2. The robot (sim camera, perception, bridge as ROS 2 processes) drives the route known ->
+   unseen -> known with the deployed model: alarms, samples spooled and uploaded.
+3. The uploaded samples are annotated from the SIMULATOR'S GROUND TRUTH (the stand-in for a
+   human labeller) and appended to the Dataset's ``data.txt``: the trigger fires again.
+4. Incremental training, eval against the deploy rule, deploy; the bridge downloads the new
+   package and perception hot-swaps it (the nodes keep running).
+5. The same route again; the observer's timelines of both drives feed the report.
+
+``run_demo`` returns the paths of everything it wrote; the outcome is judged in ``report``.
+"""
+
+from __future__ import annotations
+
+import logging
+import random
+import re
+import shutil
+import threading
+import time
+from collections.abc import Callable, Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
+from pathlib import Path
+
+from robo_lifelong import model_package as mp
+from robo_lifelong.annotation import annotate_pending, ground_truth_source
+from robo_lifelong.errors import RoboLifelongError
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.cli import write_dataset
+from robo_lifelong.sim.tasks import KNOWN_TASKS
+from robo_lifelong.storage import join
+from robo_lifelong_cloud.controller.conditions import last
+from robo_lifelong_cloud.controller.manifests import load_manifests, with_overrides
+from robo_lifelong_cloud.controller.runner import DEPLOY_KEY, Controller, ControllerConfig
+from robo_lifelong_cloud.demo import timeline
+from robo_lifelong_cloud.demo.backend import Backend, upload_tree, with_credentials
+from robo_lifelong_cloud.demo.robot import Robot, RobotConfig, wait_for
+
+log = logging.getLogger(__name__)
+
+MANIFEST_DIR = Path(__file__).resolve().parents[2] / 'manifests'
+NEW_CLASS_TASK = 'construction'  # the unseen task with new classes (barrier, traffic cone)
+ANNOTATION_TOLERANCE_NS = 1_000_000
+MIN_SAMPLES = 13  # floor(trainProb 0.8 * 13) = 10 new training lines > 9, the demo trigger
+ALARM_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}  # DiagnosticStatus levels
+_EPOCH_RE = re.compile(r'epoch (\d+) it \d+: loss ([\d.]+) val mIoU ([\d.]+)')
+
+
+class DemoError(RoboLifelongError):
+    """The demo could not complete a step (named in the message)."""
+
+
+@dataclass(frozen=True)
+class DemoConfig:
+    out: Path
+    quick: bool = False
+    storage: str = 'local'  # or 's3' (see backend.py)
+    domain_id: int = 0  # 0: a random private domain
+
+    @property
+    def width(self) -> int:
+        return 212 if self.quick else 424
+
+    @property
+    def height(self) -> int:
+        return 120 if self.quick else 240
+
+    rate_hz: float = 15.0  # the camera's
+
+    @property
+    def frames_per_task(self) -> int:
+        return 30 if self.quick else 80
+
+    @property
+    def schedule(self) -> str:
+        # known -> unseen -> known; the second known task is another one, so "not forgotten"
+        # is measured on two old tasks. Night changes the whole image; the construction site
+        # only adds objects (the new classes), which image-level recognition may call known.
+        if self.quick:
+            return f'sunny:6,night:8,{NEW_CLASS_TASK}:8,overcast:6'
+        return f'sunny:15,night:20,{NEW_CLASS_TASK}:20,overcast:15'
+
+    @property
+    def timeout_s(self) -> float:
+        return 240.0 if self.quick else 600.0
+
+
+@dataclass(frozen=True)
+class DemoPaths:
+    out: Path
+    storage_url: str  # the Dataset's directory = the bridge's storage root
+    output_dir: str  # the job's outputDir
+    state: Path
+    robot: Path
+    drives: tuple[Path, Path]  # observer output of the drive before and after the update
+
+    environ: dict[str, str]  # S3 endpoint and keys; {} for local storage
+
+    @classmethod
+    def make(cls, out: Path, backend: Backend) -> DemoPaths:
+        return cls(
+            out,
+            backend.storage_url,
+            backend.output_dir,
+            out / 'state',
+            out / 'robot',
+            (out / 'drive_before', out / 'drive_after'),
+            backend.environ,
+        )
+
+
+class Progress:
+    """Live progress lines in the terminal, each prefixed with the time since the start."""
+
+    def __init__(self, say: Callable[[str], None]) -> None:
+        self.say_fn = say
+        self.start = time.monotonic()
+        self.stage_times: dict[str, float] = {}
+        self._stage: str | None = None
+        self._stage_start = self.start
+
+    def say(self, text: str) -> None:
+        self.say_fn(f'[{time.monotonic() - self.start:6.1f}s] {text}')
+
+    def stage(self, name: str) -> None:
+        """Start timing the demo step ``name`` (the previous one ends)."""
+        now = time.monotonic()
+        if self._stage is not None:
+            self.stage_times[self._stage] = round(now - self._stage_start, 1)
+        self._stage, self._stage_start = name, now
+        self.say(f'== {name}')
+
+    def finish(self) -> None:
+        self.stage('done')
+
+
+class JobRunner:
+    """The local controller in a background thread, and waits on its conditions."""
+
+    def __init__(self, paths: DemoPaths, backend: Backend, progress: Progress) -> None:
+        manifests = load_manifests(
+            [
+                MANIFEST_DIR / 'secret.yaml',
+                MANIFEST_DIR / 'dataset.yaml',
+                MANIFEST_DIR / 'demo' / 'lifelonglearningjob.yaml',
+            ]
+        )
+        manifests = with_overrides(
+            with_credentials(manifests, backend),
+            join(paths.storage_url, 'data.txt'),
+            paths.output_dir,
+        )
+        config = ControllerConfig(state_dir=paths.state, tick_s=1.0, dataset_poll_s=2.0)
+        self.controller = Controller(manifests, config)
+        self.progress = progress
+        self._stop = threading.Event()
+        self._lock = threading.Lock()  # held: the controller does not tick
+        self._thread = threading.Thread(target=self._run, name='controller', daemon=True)
+        self._seen = 0
+        self._epoch_line = ''
+
+    def _run(self) -> None:
+        while not self._stop.is_set():
+            with self._lock:
+                self.controller.tick()
+            self._stop.wait(self.controller.config.tick_s)
+
+    @contextmanager
+    def paused(self) -> Iterator[None]:
+        """No tick inside: the LC sees a batch of annotations at once, not its first lines
+        (a trigger on a partial batch would train on a few samples and leave the rest for a
+        third round)."""
+        with self._lock:
+            yield
+
+    def start(self) -> None:
+        self.controller.start()
+        self._thread.start()
+
+    def close(self) -> None:
+        self._stop.set()
+        self._thread.join(30.0)
+        self.controller.stop()
+
+    def deploys(self) -> int:
+        return sum(
+            1
+            for c in list(self.controller.conditions)
+            if (c['stage'], c['type']) == ('Deploy', 'Ready')
+        )
+
+    def _report_progress(self) -> None:
+        conditions = list(self.controller.conditions)
+        for c in conditions[self._seen :]:
+            reason = f' ({c.get("message") or c.get("reason")})' if c.get('reason') else ''
+            self.progress.say(f'job: {c["stage"]}/{c["type"]}{reason}')
+            if c['type'] == 'Failed':
+                self.progress.say(f'worker log: {self._worker_log(c["stage"])}')
+        self._seen = len(conditions)
+        worker = self.controller.worker('Train')
+        state = last(conditions)
+        if worker is None or state != ('Train', 'Running'):
+            return
+        log_path = self.controller.state.log_dir / f'{worker.name}.log'
+        try:
+            lines = log_path.read_text(encoding='utf-8', errors='replace').splitlines()
+        except OSError:
+            return
+        epochs = [m for line in lines if (m := _EPOCH_RE.search(line))]
+        if epochs and epochs[-1].group(0) != self._epoch_line:
+            self._epoch_line = epochs[-1].group(0)
+            m = epochs[-1]
+            self.progress.say(
+                f'training: epoch {m.group(1)}, loss {m.group(2)}, val mIoU {m.group(3)}'
+            )
+
+    def _worker_log(self, stage: str) -> str:
+        worker = self.controller.worker(stage)
+        return str(self.controller.state.log_dir / f'{worker.name}.log') if worker else '(none)'
+
+    def wait_deployed(self, count: int, timeout_s: float, robot: Robot | None = None) -> None:
+        """Until ``count`` deploys happened and the job is back in Train/Waiting."""
+        deadline = time.monotonic() + timeout_s
+        failures_before = self._failures()
+        while True:
+            self._report_progress()
+            conditions = list(self.controller.conditions)
+            if self.deploys() >= count and last(conditions) == ('Train', 'Waiting'):
+                return
+            if self._failures() > failures_before:
+                raise DemoError(
+                    f'the job failed at {last(conditions)}; see {self.controller.state.log_dir}'
+                )
+            if robot is not None:
+                robot.check()
+            if time.monotonic() > deadline:
+                raise DemoError(
+                    f'no deploy #{count} within {timeout_s:.0f} s; job at {last(conditions)}, '
+                    f'samples {self.controller.dataset.get("status", {})}'
+                )
+            time.sleep(0.5)
+
+    def _failures(self) -> int:
+        return sum(1 for c in list(self.controller.conditions) if c['type'] == 'Failed')
+
+
+def _fresh(paths: DemoPaths) -> None:
+    """A demo run starts from nothing: its own subdirectories of ``out`` are removed."""
+    for path in (paths.state, paths.robot, *paths.drives):
+        shutil.rmtree(path, ignore_errors=True)
+    for url in (paths.storage_url, paths.output_dir):
+        if not url.startswith('s3://'):
+            shutil.rmtree(url, ignore_errors=True)
+
+
+def _ground_truth_frames(robot: Robot) -> int:
+    return len(list(robot.cfg.ground_truth_dir.glob('*.json')))
+
+
+def deployed_version(paths: DemoPaths) -> str:
+    """``model/version`` of the package the deploy pointer names (model_watch's format)."""
+    pointer = mp.read_pointer(join(paths.output_dir, DEPLOY_KEY), paths.environ or None)
+    return f'v{pointer.version}-{pointer.content_hash[:12]}'
+
+
+def drive(robot: Robot, out_dir: Path, version: str, progress: Progress, timeout_s: float) -> None:
+    """One pass of the route once perception runs ``version``, recorded by the observer."""
+    robot.start_observer(out_dir)
+    wait_for(
+        lambda: timeline.model_version(timeline.read_timeline(out_dir)) == version,
+        timeout_s,
+        f'the perception node to run model {version}',
+        robot,
+    )
+    progress.say(f'robot: perception runs model {version}; driving {robot.cfg.schedule}')
+    frames_before = _ground_truth_frames(robot)
+    route_frames = round(robot.cfg.route_seconds * robot.cfg.rate_hz)
+    robot.start('sim_camera')
+    task = level = None
+    # the camera writes each frame's ground truth before publishing it: stop after one route
+    while _ground_truth_frames(robot) - frames_before < route_frames:
+        robot.check()
+        records = timeline.read_timeline(out_dir)
+        tasks = timeline.of(records, 'sim/task')
+        alarms = timeline.of(records, 'alarm')
+        samples = len(timeline.of(records, 'unseen/sample'))
+        now_task = tasks[-1]['data'] if tasks else None
+        now_level = ALARM_LEVELS.get(alarms[-1]['level'], '?') if alarms else None
+        if (now_task, now_level) != (task, level):
+            task, level = now_task, now_level
+            progress.say(f'robot: task {task}, alarm {level}, samples collected {samples}')
+        time.sleep(0.2)
+    robot.stop('sim_camera')
+    # the bridge empties the spool before the drive counts as done
+    wait_for(
+        lambda: timeline.upload_backlog(timeline.read_timeline(out_dir)) == 0,
+        timeout_s,
+        'the bridge to upload the spooled samples',
+        robot,
+    )
+    time.sleep(1.5)  # a last bridge status after the final upload
+    robot.stop('observer')
+    records = timeline.read_timeline(out_dir)
+    progress.say(
+        f'robot: drive done: {len(timeline.of(records, "segmentation/labels"))} frames segmented, '
+        f'{len(timeline.of(records, "unseen/sample"))} samples collected and uploaded'
+    )
+
+
+def _initial_dataset(cfg: DemoConfig, backend: Backend, progress: Progress) -> int:
+    camera = CameraModel(width=cfg.width, height=cfg.height)
+    tasks = list(KNOWN_TASKS)
+    if not backend.environ:
+        return write_dataset(Path(backend.storage_url), tasks, cfg.frames_per_task, 0, camera)
+    local = cfg.out / 'initial_dataset'
+    shutil.rmtree(local, ignore_errors=True)
+    frames = write_dataset(local, tasks, cfg.frames_per_task, 0, camera)
+    files = upload_tree(local, backend)
+    progress.say(f'uploaded {files} files to {backend.storage_url}')
+    return frames
+
+
+def run_demo(
+    cfg: DemoConfig, backend: Backend, say: Callable[[str], None]
+) -> tuple[DemoPaths, dict]:
+    """Run the whole cycle on ``backend`` (see ``backend.open_backend``); returns the paths and
+    the step wall times and counts."""
+    progress = Progress(say)
+    paths = DemoPaths.make(cfg.out.resolve(), backend)
+    _fresh(paths)
+    progress.stage('initial dataset (simulator)')
+    frames = _initial_dataset(cfg, backend, progress)
+    progress.say(f'{frames} frames of {", ".join(KNOWN_TASKS)} in {paths.storage_url}')
+    counts = _cycle(cfg, paths, backend, progress)
+    counts['initial_frames'] = frames
+    return paths, counts
+
+
+def _cycle(cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progress) -> dict:
+    robot_cfg = RobotConfig(
+        robot_dir=paths.robot,
+        storage_url=paths.storage_url,
+        model_url=join(paths.output_dir, DEPLOY_KEY),
+        schedule=cfg.schedule,
+        domain_id=cfg.domain_id or random.randint(1, 100),
+        width=cfg.width,
+        height=cfg.height,
+        rate_hz=cfg.rate_hz,
+        storage_environ=backend.environ,
+    )
+    job = JobRunner(paths, backend, progress)
+    counts: dict = {}
+    with Robot(robot_cfg) as robot:
+        job.start()
+        try:
+            progress.stage('initial training -> eval -> deploy')
+            job.wait_deployed(1, cfg.timeout_s)
+            progress.stage('drive before the update')
+            robot.start('perception')
+            robot.start('bridge')
+            drive(robot, paths.drives[0], deployed_version(paths), progress, cfg.timeout_s)
+            progress.stage('annotation (simulator ground truth)')
+            with job.paused():
+                report = annotate_pending(
+                    backend.storage(),
+                    ground_truth_source(robot_cfg.ground_truth_dir, ANNOTATION_TOLERANCE_NS),
+                )
+            counts['annotated'] = len(report.annotated)
+            counts['not_annotated'] = len(report.no_label) + len(report.rejected)
+            progress.say(
+                f'annotated {len(report.annotated)} uploaded samples from the SIMULATOR GROUND '
+                f'TRUTH (stand-in for a human labeller); appended to {paths.storage_url}/data.txt'
+            )
+            if len(report.annotated) < MIN_SAMPLES:
+                raise DemoError(
+                    f'only {len(report.annotated)} samples were collected and annotated; the '
+                    f"demo job's trigger needs {MIN_SAMPLES}"
+                )
+            progress.stage('retraining -> eval -> deploy')
+            job.wait_deployed(2, cfg.timeout_s, robot)
+            progress.stage('drive after the update')
+            drive(robot, paths.drives[1], deployed_version(paths), progress, cfg.timeout_s)
+        finally:
+            job.close()
+    progress.finish()
+    counts['stage_seconds'] = progress.stage_times
+    counts['total_seconds'] = round(time.monotonic() - progress.start, 1)
+    return counts

@@ -1,0 +1,287 @@
+"""The demo's report: ``summary.json``, ``report.md`` and PNG plots in ``<out>/report/``.
+
+Plots: the unseen score and alarm level over the route before and after the update
+(``route.png``), per-task mIoU before/after (``miou.png``), one frame of the unseen stretch run
+through both models (``examples.png``: input, ground truth, labels, anomaly map). The markdown adds
+the outcome checks, the eval worker's deploy decision and the job's condition history.
+"""
+
+from __future__ import annotations
+
+import json
+import logging
+from pathlib import Path
+from typing import Any
+
+import cv2
+import matplotlib
+
+matplotlib.use('Agg')
+import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
+import numpy as np  # noqa: E402
+
+from robo_lifelong import model_package as mp  # noqa: E402
+from robo_lifelong.labels import CLASSES, colorize  # noqa: E402
+from robo_lifelong.runtime import SegmentationRuntime  # noqa: E402
+from robo_lifelong.sim.ground_truth import GroundTruthStore  # noqa: E402
+from robo_lifelong.sim.tasks import KNOWN_TASKS, TASKS, UNSEEN_TASKS  # noqa: E402
+from robo_lifelong.storage import join, open_storage  # noqa: E402
+from robo_lifelong_cloud.controller.runner import DEPLOY_KEY  # noqa: E402
+from robo_lifelong_cloud.controller.status import StateDir  # noqa: E402
+from robo_lifelong_cloud.demo.analysis import Drive, analyse_drive, class_iou, task_miou  # noqa: E402
+from robo_lifelong_cloud.demo.loop import NEW_CLASS_TASK, DemoConfig, DemoPaths  # noqa: E402
+
+log = logging.getLogger(__name__)
+
+NEW_CLASSES = tuple(c.name for c in CLASSES if c.id >= 22)  # barrier, traffic_cone
+LEVEL_NAMES = ('OK', 'WARN', 'ERROR', 'STALE')
+FORGETTING_TARGET_POINTS = 1.0
+
+
+def outcome(before: Drive, after: Drive, conditions: list[dict[str, Any]]) -> dict[str, Any]:
+    """The numbers the demo is about, and whether each claim held."""
+    miou_b, miou_a = task_miou(before), task_miou(after)
+    old = [t for t in miou_b if t in miou_a and t in KNOWN_TASKS]
+    drops = {t: round(100 * (miou_b[t] - miou_a[t]), 2) for t in old}
+    trainings = sum(1 for c in conditions if (c['stage'], c['type']) == ('Train', 'Completed'))
+    result = {
+        'model_before': before.version,
+        'model_after': after.version,
+        'trainings_completed': trainings,
+        'samples_collected_before': before.samples,
+        'samples_collected_after': after.samples,
+        'alarm_before': before.alarm_quality,
+        'alarm_after': after.alarm_quality,
+        'miou_before': {t: round(v, 4) for t, v in miou_b.items()},
+        'miou_after': {t: round(v, 4) for t, v in miou_a.items()},
+        'forgetting_points': drops,
+        'max_forgetting_points': max(drops.values(), default=0.0),
+        'new_class_iou_after': {c: class_iou(after, NEW_CLASS_TASK, c) for c in NEW_CLASSES},
+        'new_class_iou_before': {c: class_iou(before, NEW_CLASS_TASK, c) for c in NEW_CLASSES},
+    }
+    unseen = [t for t in miou_b if t in UNSEEN_TASKS and t in miou_a]
+    result['checks'] = {
+        'ERROR alarm on the unseen stretch before the update': before.alarm_quality[
+            'error_in_unseen'
+        ],
+        'a retrain happened': trainings >= 2,
+        'the deployed model changed': before.version != after.version,
+        'unseen-task mIoU higher after the update (each unseen task)': bool(unseen)
+        and all(miou_a[t] > miou_b[t] for t in unseen),
+        'fewer alarms on the unseen stretch after the update': (
+            after.alarm_quality['recall'] < before.alarm_quality['recall']
+        ),
+        f'old tasks lose < {FORGETTING_TARGET_POINTS:g} mIoU point': (
+            result['max_forgetting_points'] < FORGETTING_TARGET_POINTS
+        ),
+        'new classes segmented after the update': any(
+            (v or 0.0) > 0.0 for v in result['new_class_iou_after'].values()
+        ),
+    }
+    return result
+
+
+def _shade(ax, drive: Drive) -> None:
+    for start, end in drive.unseen_spans:
+        ax.axvspan(start, end, color='tab:orange', alpha=0.15, lw=0)
+
+
+def route_plot(before: Drive, after: Drive, path: Path) -> Path:
+    fig, axes = plt.subplots(2, 1, figsize=(10, 5.5), sharex=True)
+    for drive, name, colour in ((before, 'before', 'tab:red'), (after, 'after', 'tab:blue')):
+        label = f'{name} the update ({drive.version})'
+        axes[0].plot(drive.score_t, drive.score, color=colour, lw=1, label=label)
+        t = np.linspace(0, drive.duration_s, 600)
+        axes[1].step(t, drive.level_at(t), where='post', color=colour, label=label)
+    for ax in axes:
+        _shade(ax, before)
+    if before.threshold is not None:
+        axes[0].axhline(before.threshold, color='k', ls='--', lw=0.8, label='threshold')
+    axes[0].set_ylabel('unseen score')
+    unseen = ', '.join(t for t in TASKS if t in UNSEEN_TASKS and t in set(before.frame_task))
+    axes[0].set_title(f'unseen score and alarm over the route (shaded: {unseen})')
+    axes[0].legend(loc='upper left', fontsize=8)
+    axes[1].set_yticks(range(len(LEVEL_NAMES)), LEVEL_NAMES)
+    axes[1].set_ylabel('alarm')
+    axes[1].set_xlabel('route time (s)')
+    return _save(fig, path)
+
+
+def miou_plot(before: Drive, after: Drive, path: Path) -> Path:
+    b, a = task_miou(before), task_miou(after)
+    tasks = [t for t in TASKS if t in b or t in a]
+    x = np.arange(len(tasks))
+    fig, ax = plt.subplots(figsize=(7, 4))
+    ax.bar(x - 0.2, [b.get(t, 0) for t in tasks], 0.4, label=f'before ({before.version})')
+    ax.bar(x + 0.2, [a.get(t, 0) for t in tasks], 0.4, label=f'after ({after.version})')
+    ax.set_xticks(x, [f'{t}\n(unseen)' if t in UNSEEN_TASKS else t for t in tasks])
+    ax.set_ylabel('mIoU on the route')
+    ax.set_ylim(0, 1)
+    ax.set_title('per-task mIoU of the robot, before and after the update')
+    ax.legend(fontsize=8)
+    return _save(fig, path)
+
+
+def _example_frame(
+    drive_dir: Path, drive: Drive, span: tuple[float, float]
+) -> tuple[int, np.ndarray, np.ndarray | None]:
+    """The saved camera frame of an unseen stretch nearest its highest unseen score."""
+    start, end = span
+    inside = (drive.score_t >= start) & (drive.score_t < end)
+    peak_t = drive.score_t[inside][np.argmax(drive.score[inside])] if inside.any() else start
+    target_ns = drive.stamp_at(peak_t)
+    stamps = [int(p.stem) for p in (drive_dir / 'rgb').glob('*.png')]
+    stamp = min(stamps, key=lambda s: abs(s - target_ns))
+    rgb = cv2.imread(str(drive_dir / 'rgb' / f'{stamp}.png'), cv2.IMREAD_COLOR)[:, :, ::-1]
+    depth_path = drive_dir / 'depth' / f'{stamp}.png'
+    depth = cv2.imread(str(depth_path), cv2.IMREAD_UNCHANGED) if depth_path.exists() else None
+    return stamp, np.ascontiguousarray(rgb), depth
+
+
+def examples_plot(
+    drive_dir: Path,
+    drive: Drive,
+    ground_truth: GroundTruthStore,
+    models: dict[str, mp.ModelPackage],
+    path: Path,
+) -> Path:
+    rows = [
+        (span, name, package) for span in drive.unseen_spans for name, package in models.items()
+    ]
+    fig, axes = plt.subplots(len(rows), 4, figsize=(13, 2.2 * len(rows) + 0.6), squeeze=False)
+    for row, (span, name, package) in enumerate(rows):
+        stamp, rgb, depth = _example_frame(drive_dir, drive, span)
+        truth, task = ground_truth.get(stamp)
+        result = SegmentationRuntime(package).infer(rgb, depth)
+        anomaly = result.unseen.anomaly_map if result.unseen is not None else np.zeros((1, 1))
+        score = f'score {result.unseen.score:.2f}' if result.unseen is not None else ''
+        panels = (
+            (rgb, f'input ({task})'),
+            (colorize(truth), 'simulator ground truth'),
+            (colorize(result.labels), f'{name}: labels (v{package.version})'),
+            (anomaly, f'{name}: anomaly map {score}'),
+        )
+        for col, (image, title) in enumerate(panels):
+            ax = axes[row][col]
+            ax.imshow(image, cmap='magma' if image.ndim == 2 else None)
+            ax.set_title(title, fontsize=9)
+            ax.axis('off')
+    fig.tight_layout()
+    return _save(fig, path)
+
+
+def _save(fig, path: Path) -> Path:
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path, dpi=100)
+    plt.close(fig)
+    return path
+
+
+def _pct(value: float | None) -> str:
+    return '—' if value is None else f'{100 * value:.1f}'
+
+
+def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: dict | None) -> str:
+    lines = [
+        '# robo-lifelong demo: one lifelong-learning cycle',
+        '',
+        'Produced by `robo-lifelong-demo` (`make demo`). Collected samples were labelled from the '
+        "**simulator's ground truth** (the stand-in for a human labeller).",
+        '',
+        '## Outcome',
+        '',
+    ]
+    lines += [f'- [{"x" if ok else " "}] {claim}' for claim, ok in result['checks'].items()]
+    lines += [
+        '',
+        '| | before the update | after the update |',
+        '|---|---|---|',
+        f'| model | {result["model_before"]} | {result["model_after"]} |',
+        f'| samples collected on the route | {result["samples_collected_before"]} | '
+        f'{result["samples_collected_after"]} |',
+    ]
+    for key, label in (
+        ('precision', 'alarm precision (WARN/ERROR inside the unseen stretch)'),
+        ('recall', 'alarm recall (unseen stretch covered by WARN/ERROR)'),
+        ('known_frames_alarmed', 'known-task frames with an alarm'),
+    ):
+        lines.append(
+            f'| {label} | {result["alarm_before"][key]:.2f} | {result["alarm_after"][key]:.2f} |'
+        )
+    for task in result['miou_before']:
+        lines.append(
+            f'| mIoU {task}{" (unseen)" if task in UNSEEN_TASKS else ""} | '
+            f'{_pct(result["miou_before"].get(task))} | {_pct(result["miou_after"].get(task))} |'
+        )
+    for name in NEW_CLASSES:
+        lines.append(
+            f'| IoU {name} (new class) | {_pct(result["new_class_iou_before"][name])} | '
+            f'{_pct(result["new_class_iou_after"][name])} |'
+        )
+    lines += [
+        '',
+        f'Largest mIoU drop on an old task (forgetting): {result["max_forgetting_points"]:.2f} '
+        f'points (target < {FORGETTING_TARGET_POINTS:g}; negative: every old task improved).',
+        '',
+        '![unseen score and alarm over the route](route.png)',
+        '',
+        '![per-task mIoU](miou.png)',
+        '',
+        '![a frame of the unseen stretch through both models](examples.png)',
+        '',
+        '## Wall time per step',
+        '',
+        '| step | seconds |',
+        '|---|---|',
+    ]
+    lines += [f'| {step} | {s} |' for step, s in counts.get('stage_seconds', {}).items()]
+    if decision is not None:
+        lines += ['', "## The eval worker's deploy decision (last round)", '']
+        lines += [f'- {reason}' for reason in decision['decision']['reasons']]
+    lines += [
+        '',
+        '## Job condition history (`robo-lifelong-job status --state <out>/state -o yaml`)',
+        '',
+        '| time | stage | type | reason |',
+        '|---|---|---|---|',
+    ]
+    lines += [
+        f'| {c["lastTransitionTime"]} | {c["stage"]} | {c["type"]} | {c.get("reason", "")} |'
+        for c in conditions
+    ]
+    return '\n'.join(lines) + '\n'
+
+
+def _decision(paths: DemoPaths, conditions: list[dict[str, Any]]) -> dict | None:
+    rounds = sum(1 for c in conditions if (c['stage'], c['type']) == ('Eval', 'Completed'))
+    if not rounds:
+        return None
+    storage = open_storage(paths.output_dir, paths.environ or None)
+    return json.loads(storage.read_bytes(f'eval/{rounds}/decision.json'))
+
+
+def write_report(cfg: DemoConfig, paths: DemoPaths, counts: dict) -> dict[str, Any]:
+    """Analyse both drives and write the report; returns the summary (also summary.json)."""
+    out = paths.out / 'report'
+    ground_truth = GroundTruthStore(paths.robot / 'ground_truth', max_frames=1 << 30)
+    before, after = (
+        analyse_drive(d, ground_truth, cfg.schedule, cfg.rate_hz, UNSEEN_TASKS)
+        for d in paths.drives
+    )
+    job = StateDir(paths.state).read_job() or {}
+    conditions = job.get('status', {}).get('conditions', [])
+    result = outcome(before, after, conditions)
+    cache = out / 'models'
+    environ = paths.environ or None
+    models = {
+        'before': mp.open_model(join(paths.output_dir, 'train/1/index.json'), cache, environ),
+        'after': mp.open_model(join(paths.output_dir, DEPLOY_KEY), cache, environ),
+    }
+    route_plot(before, after, out / 'route.png')
+    miou_plot(before, after, out / 'miou.png')
+    examples_plot(paths.drives[0], before, ground_truth, models, out / 'examples.png')
+    summary = {**result, **counts}
+    (out / 'summary.json').write_text(json.dumps(summary, indent=1, sort_keys=True) + '\n')
+    decision = _decision(paths, conditions)
+    (out / 'report.md').write_text(markdown(result, counts, conditions, decision))
+    return summary
