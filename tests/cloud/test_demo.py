@@ -14,6 +14,9 @@ import pytest
 from robo_lifelong.sim.tasks import KNOWN_TASKS, UNSEEN_TASKS
 
 REPO = Path(__file__).resolve().parents[2]
+# Not part of `make test`: whether one quick cycle's retrained model passes the deploy rule still
+# varies between runs (from-scratch CPU training in minutes). Run with `make test-demo`.
+pytestmark = pytest.mark.demo
 
 
 @pytest.fixture(scope='module')
