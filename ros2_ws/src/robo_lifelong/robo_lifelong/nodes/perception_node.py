@@ -220,8 +220,9 @@ class PerceptionNode(Node):
         self.create_subscription(Image, COLOR_TOPIC, self._on_rgb, SENSOR_QOS)
         if cfg.use_depth:
             self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS)
-        # latched like the bridge publishes it: a node started later still gets the newest model
-        self.create_subscription(String, 'model/update', self._on_model_update, LATCHED_QOS)
+        # Volatile so that any publisher matches (a transient-local reader ignores volatile
+        # writers); a node that starts after an announcement finds the model in model_watch_dir.
+        self.create_subscription(String, 'model/update', self._on_model_update, RELIABLE_QOS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         self.watcher = ModelWatcher(
