@@ -30,7 +30,6 @@ import sys
 import tempfile
 import threading
 import time
-from datetime import UTC, datetime
 from pathlib import Path
 
 import numpy as np
@@ -39,7 +38,7 @@ import psutil
 from robo_lifelong import model_package as mp
 from robo_lifelong.alarm_policy import AlarmConfig, AlarmLevel
 from robo_lifelong.dds import PROFILES_ENV, default_profile_path
-from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
+from robo_lifelong.labels import KNOWN_CLASS_IDS
 from robo_lifelong.model_watch import ModelSlot, load_model
 from robo_lifelong.pipeline import Pipeline, PipelineConfig
 from robo_lifelong.runtime import preprocess
@@ -65,29 +64,15 @@ TARGETS = {
 
 
 def build_untrained_package(out: Path, height: int, width: int) -> mp.ModelPackage:
-    from robo_lifelong_cloud.data import input_spec
-    from robo_lifelong_cloud.export import OUTPUT_NAMES, export_onnx
-    from robo_lifelong_cloud.model import OUTPUT_STRIDE, SegNetConfig, build_model
+    from robo_lifelong_cloud.export import export_onnx
+    from robo_lifelong_cloud.model import SegNetConfig, build_model
+    from robo_lifelong_cloud.train import package_manifest
 
     k = len(KNOWN_CLASS_IDS)
     model = build_model(SegNetConfig(num_classes=k, in_channels=3), seed=0).eval()
     onnx_bytes = export_onnx(model, height, width)
-    body = {
-        'schema_version': mp.SCHEMA_VERSION,
-        'version': 1,
-        'parent_version': None,
-        'created': datetime.now(UTC).isoformat(timespec='seconds'),
-        'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in CLASSES[:k]],
-        'input': input_spec(height, width, 3),
-        'outputs': {'logits': OUTPUT_NAMES[0], 'embedding': OUTPUT_NAMES[1]},
-        'output_stride': OUTPUT_STRIDE,
-        'embedding_dim': model.config.embedding_dim,
-        'known_tasks': ['sunny', 'overcast'],
-        'unseen': None,
-        'training': {'samples_per_task': {}, 'epochs': 0},
-        'metrics': {},
-        'weights': None,
-    }
+    training = {'samples_per_task': {}, 'epochs': 0}
+    body = package_manifest(model, height, width, None, ['sunny', 'overcast'], None, training, {})
     plain = mp.write_package(out / 'plain', onnx_bytes, body)
     runtime = load_model(plain.path).runtime
     world = CampusWorld(seed=1, camera=CameraModel(width, height))

@@ -107,7 +107,7 @@ def _rehearsal_candidates(
     return root, old
 
 
-def _manifest(
+def package_manifest(
     model: SegNet,
     height: int,
     width: int,
@@ -116,7 +116,9 @@ def _manifest(
     calibration: dict | None,
     training: dict,
     metrics: dict,
+    weights: dict | None = None,
 ) -> dict:
+    """The manifest of a package of ``model`` (one builder for the worker, tests and benches)."""
     k = model.config.num_classes
     return {
         'schema_version': mp.SCHEMA_VERSION,
@@ -132,6 +134,7 @@ def _manifest(
         'unseen': calibration,
         'training': training,
         'metrics': metrics,
+        'weights': weights,
     }
 
 
@@ -247,11 +250,18 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             'incremental': parent is not None,
             'rehearsal_frames': len(frames) - len(samples),
         }
-        manifest = _manifest(
-            model, height, width, parent, known_tasks, calibration, training, metrics
-        )
         weights, architecture = weights_bytes(model)
-        manifest['weights'] = {'architecture': architecture}
+        manifest = package_manifest(
+            model,
+            height,
+            width,
+            parent,
+            known_tasks,
+            calibration,
+            training,
+            metrics,
+            weights={'architecture': architecture},
+        )
         output = _publish(env, onnx_bytes, manifest, weights, result.history, workdir)
     log.info('model package v%d at %s', output.package.version, output.pointer_url)
     return output

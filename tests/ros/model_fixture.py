@@ -10,17 +10,17 @@ from __future__ import annotations
 
 import os
 from dataclasses import dataclass
-from datetime import UTC, datetime
 from pathlib import Path
 
 from robo_lifelong import model_package as mp
-from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
+from robo_lifelong.labels import KNOWN_CLASS_IDS
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.world import CampusWorld
 from robo_lifelong.unseen import fit_calibration
-from robo_lifelong_cloud.data import Frame, input_spec
-from robo_lifelong_cloud.export import OUTPUT_NAMES, export_onnx
-from robo_lifelong_cloud.model import OUTPUT_STRIDE, SegNetConfig, build_model, weights_bytes
+from robo_lifelong_cloud.data import Frame
+from robo_lifelong_cloud.export import export_onnx
+from robo_lifelong_cloud.model import SegNetConfig, build_model, weights_bytes
+from robo_lifelong_cloud.train import package_manifest
 from robo_lifelong_cloud.train_loop import TrainConfig, embed_and_logits, train
 
 HEIGHT, WIDTH = 120, 212
@@ -63,25 +63,22 @@ def build_package(
     embeddings, logits = embed_and_logits(model, held)
     calibration = fit_calibration(embeddings, [f.task for f in held], logits)
     weights, architecture = weights_bytes(model)
-    manifest = {
-        'schema_version': mp.SCHEMA_VERSION,
-        'version': version,
-        'parent_version': None,
-        'created': datetime.now(UTC).isoformat(timespec='seconds'),
-        'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in CLASSES[:k]],
-        'input': input_spec(HEIGHT, WIDTH, 3),
-        'outputs': {'logits': OUTPUT_NAMES[0], 'embedding': OUTPUT_NAMES[1]},
-        'output_stride': OUTPUT_STRIDE,
-        'embedding_dim': model.config.embedding_dim,
-        'known_tasks': list(config.known_tasks),
-        'unseen': calibration.to_json(),
-        'training': {
-            'samples_per_task': {t: config.train_per_task for t in config.known_tasks},
-            'epochs': 1,
-        },
-        'metrics': {},
-        'weights': {'architecture': architecture},
+    training = {
+        'samples_per_task': {t: config.train_per_task for t in config.known_tasks},
+        'epochs': 1,
     }
+    manifest = package_manifest(
+        model,
+        HEIGHT,
+        WIDTH,
+        None,
+        list(config.known_tasks),
+        calibration.to_json(),
+        training,
+        {},
+        weights={'architecture': architecture},
+    )
+    manifest['version'] = version
     return mp.write_package(out, onnx_bytes, manifest, weights)
 
 
