@@ -82,6 +82,13 @@ def _positive_int(raw: str) -> int:
     return value
 
 
+def _non_negative_int(raw: str) -> int:
+    value = int(raw)
+    if value < 0:
+        raise ValueError('must be a non-negative integer')
+    return value
+
+
 def _operator(raw: str) -> str:
     if raw not in OPERATORS:
         raise ValueError(f'must be one of {OPERATORS}')
@@ -110,6 +117,9 @@ class UserEnv:
     operator: str = DEFAULT_OPERATOR
     max_task_drop: float = 0.01  # our deploy rule: largest mIoU loss allowed on a known task
     epochs: int = 5
+    # optimizer steps at least (0: epochs alone decide); a small incremental batch of new
+    # samples is a few steps per epoch
+    min_iterations: int = 0
     num_class: int = NUM_CLASSES
     image_height: int = 240  # training/inference input size (the robot camera's 424x240)
     image_width: int = 424
@@ -124,6 +134,9 @@ class UserEnv:
             operator=_parse(environ, ('operator',), d.operator, _operator),
             max_task_drop=_parse(environ, ('max_task_drop',), d.max_task_drop, _ratio),
             epochs=_parse(environ, ('epochs', 'epoches'), d.epochs, _positive_int),
+            min_iterations=_parse(
+                environ, ('min_iterations',), d.min_iterations, _non_negative_int
+            ),
             num_class=_parse(environ, ('num_class',), d.num_class, _positive_int),
             image_height=_parse(environ, ('image_height',), d.image_height, _positive_int),
             image_width=_parse(environ, ('image_width',), d.image_width, _positive_int),

@@ -216,7 +216,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
         train_frames, held = split_holdout(frames, params.train_ratio)
         if not train_frames:
             raise DatasetError(f'TRAIN_DATASET_URL={env.train_dataset_url}: no training frames')
-        cfg = config or TrainConfig(epochs=params.epochs)
+        cfg = config or TrainConfig(epochs=params.epochs, min_iters=params.min_iterations)
         log.info(
             '%s training: %d train / %d held-out frames, %d classes, %dx%d, %d channels',
             'incremental' if parent else 'initial',
@@ -227,7 +227,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             width,
             model.config.in_channels,
         )
-        result = train(model, train_frames, held, cfg)
+        result = train(model, train_frames, held, cfg, teacher=parent_model)
         onnx_bytes = export_onnx(model, height, width)
         check_parity(model, onnx_bytes)
         calibration = None
@@ -245,6 +245,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             'samples_per_task': dict(sorted(Counter(f.task for f in train_frames).items())),
             'held_out_per_task': dict(sorted(Counter(f.task for f in held).items())),
             'epochs': cfg.epochs,
+            'distilled': parent_model is not None and cfg.distill > 0,
             'iterations': result.iterations,
             'seconds': round(result.seconds, 2),
             'incremental': parent is not None,

@@ -1,11 +1,11 @@
 """The training loop: a plain loop over shuffled batches, AdamW, warmup + cosine learning rate.
 
-Cross-entropy (ignore 255) on the logits upsampled to the label size; validation loss and mIoU
-under ``no_grad`` at the end of each epoch, labels predicted the way the robot does (argmax at the
-output stride, nearest-neighbour upsampling of the labels). ``history`` is a list of dicts for
-``plots.training_curve``. Incremental updates rehearse old-task frames (``mix_rehearsal``) so the
-old tasks are not forgotten.
-"""
+Class-balanced cross-entropy (ignore 255) on the logits upsampled to the label size; validation
+loss and mIoU under ``no_grad`` at epoch ends (about ``VALIDATIONS`` per run), labels predicted
+the way the robot does (argmax at the output stride, nearest-neighbour upsampling of the labels).
+``history`` is a list of dicts for ``plots.training_curve``. Incremental updates rehearse
+old-task frames (``mix_rehearsal``) and distil the parent model's outputs on the old classes
+(``distillation_loss``) so the old tasks are not forgotten."""
 
 from __future__ import annotations
 
@@ -31,6 +31,9 @@ log = logging.getLogger(__name__)
 
 T = TypeVar('T')
 
+MAX_CLASS_WEIGHT = 10.0
+VALIDATIONS = 10
+
 
 @dataclass(frozen=True)
 class TrainConfig:
@@ -42,8 +45,16 @@ class TrainConfig:
     weight_decay: float = 1e-4
     seed: int = 0
     threads: int = 2
+    min_iters: int = 0  # a small incremental batch still gets this many optimizer steps
     max_iters: int | None = None  # stop early (quick runs); None: epochs * batches per epoch
     augment: bool = True
+    # rare classes (a few cones in a frame) weigh (median frequency / frequency) ** balance in
+    # the loss, clipped to MAX_CLASS_WEIGHT; 0 is plain cross-entropy
+    class_balance: float = 0.5
+    # incremental updates: weight of the distillation loss towards the parent model's outputs
+    # on the old classes (learning without forgetting), and its softmax temperature
+    distill: float = 1.0
+    distill_temperature: float = 2.0
 
 
 @dataclass
@@ -64,9 +75,42 @@ def learning_rate(it: int, total: int, cfg: TrainConfig) -> float:
     return floor + (cfg.lr - floor) * 0.5 * (1.0 + math.cos(math.pi * progress))
 
 
-def segmentation_loss(logits: torch.Tensor, target: torch.Tensor) -> torch.Tensor:
+def segmentation_loss(
+    logits: torch.Tensor, target: torch.Tensor, weight: torch.Tensor | None = None
+) -> torch.Tensor:
     up = F.interpolate(logits, size=target.shape[-2:], mode='bilinear', align_corners=False)
-    return F.cross_entropy(up, target, ignore_index=IGNORE_ID)
+    return F.cross_entropy(up, target, weight=weight, ignore_index=IGNORE_ID)
+
+
+def distillation_loss(
+    student: torch.Tensor, teacher: torch.Tensor, target: torch.Tensor, temperature: float
+) -> torch.Tensor:
+    """Per-pixel KL divergence from the teacher's softened class distribution to the student's
+    over the teacher's classes (its ``teacher.shape[1]`` rows), at logit resolution. Pixels
+    labelled with a class the teacher does not have are left out: there the teacher is wrong."""
+    t, old = temperature, teacher.shape[1]
+    log_p = F.log_softmax(student[:, :old] / t, dim=1)
+    q = F.softmax(teacher / t, dim=1)
+    kl = F.kl_div(log_p, q, reduction='none').sum(dim=1)
+    low = F.interpolate(target[:, None].float(), size=kl.shape[-2:], mode='nearest')[:, 0]
+    keep = ((low < old) | (low == IGNORE_ID)).float()
+    return (kl * keep).sum() / keep.sum().clamp(min=1.0) * t * t
+
+
+def class_weights(frames: Sequence[Frame], num_classes: int, power: float) -> torch.Tensor:
+    """Per-class loss weights ``(median frequency / frequency) ** power`` over the classes
+    present in ``frames`` (absent classes weigh 1), clipped to ``1 / MAX_CLASS_WEIGHT ..
+    MAX_CLASS_WEIGHT``."""
+    counts = np.zeros(num_classes)
+    for f in frames:
+        counts += np.bincount(f.labels.ravel(), minlength=256)[:num_classes]
+    weights = np.ones(num_classes)
+    present = counts > 0
+    if power > 0 and present.any():
+        freq = counts[present] / counts[present].sum()
+        balanced = (np.median(freq) / freq) ** power
+        weights[present] = np.clip(balanced, 1.0 / MAX_CLASS_WEIGHT, MAX_CLASS_WEIGHT)
+    return torch.tensor(weights, dtype=torch.float32)
 
 
 def predict_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
@@ -131,7 +175,10 @@ def train(
     train_frames: Sequence[Frame],
     val_frames: Sequence[Frame],
     cfg: TrainConfig,
+    teacher: SegNet | None = None,
 ) -> TrainResult:
+    """Train ``model`` in place; with a ``teacher`` (the parent of an incremental update) its
+    outputs on the old classes are distilled into the model alongside the labels."""
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     k = model.config.num_classes
@@ -144,7 +191,7 @@ def train(
         drop_last=True,
         generator=generator,
     )
-    total = cfg.epochs * len(loader)
+    total = max(cfg.epochs * len(loader), cfg.min_iters)
     if cfg.max_iters is not None:
         total = min(total, cfg.max_iters)
     decay = [p for p in model.parameters() if p.ndim > 1]
@@ -156,13 +203,18 @@ def train(
         ],
         lr=cfg.lr,
     )
+    weight = class_weights(train_frames, k, cfg.class_balance)
     # channels-last convolutions train ~20 % faster on CPU; the model goes back at the end
     model.to(memory_format=torch.channels_last)
+    if teacher is not None:
+        teacher.to(memory_format=torch.channels_last).eval()
     result = TrainResult(model)
     start = time.perf_counter()
     it = 0
     progress = tqdm(total=total, desc='train', unit='it', disable=None)
     epoch = 0
+    # validation at epoch ends, about VALIDATIONS times per run (small sets have tiny epochs)
+    val_every, next_val = max(1, total // VALIDATIONS), 0
     while it < total:
         epoch += 1
         model.train()
@@ -170,8 +222,14 @@ def train(
             lr = learning_rate(it, total, cfg)
             for group in optimizer.param_groups:
                 group['lr'] = lr
-            logits, _ = model(x.contiguous(memory_format=torch.channels_last))
-            loss = segmentation_loss(logits, y)
+            x = x.contiguous(memory_format=torch.channels_last)
+            logits, _ = model(x)
+            loss = segmentation_loss(logits, y, weight)
+            if teacher is not None and cfg.distill > 0:
+                with torch.no_grad():
+                    old_logits, _ = teacher(x)
+                kd = distillation_loss(logits, old_logits, y, cfg.distill_temperature)
+                loss = loss + cfg.distill * kd
             optimizer.zero_grad(set_to_none=True)
             loss.backward()
             optimizer.step()
@@ -181,7 +239,8 @@ def train(
             progress.set_postfix(loss=f'{loss.item():.3f}')
             if it >= total:
                 break
-        if val_frames:
+        if val_frames and (it >= next_val or it >= total):
+            next_val = it + val_every
             report = evaluate(model, val_frames, cfg.batch_size)
             result.history[-1].update(val_loss=report['loss'], val_miou=report['miou'])
             log.info(

@@ -118,6 +118,7 @@ def test_require_names_every_missing_variable() -> None:
         ('model_threshold', 'inf'),
         ('operator', '=>'),
         ('image_width', '1.5'),
+        ('min_iterations', '-1'),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str) -> None:
@@ -139,3 +140,5 @@ def test_reads_os_environ_by_default(monkeypatch: pytest.MonkeyPatch) -> None:
     env = SednaEnv.from_environ()
     assert env.worker_name == 'train-worker-zzzzz'
     assert env.params.image_height == 120
+    assert env.params.min_iterations == 0  # unset: the epochs alone decide
+    assert SednaEnv.from_environ({'min_iterations': '300'}).params.min_iterations == 300

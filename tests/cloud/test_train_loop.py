@@ -1,12 +1,24 @@
-"""Training-loop pieces: the learning-rate schedule, rehearsal mixing, dataset items."""
+"""Training-loop pieces: the learning-rate schedule, rehearsal mixing, dataset items, class
+balancing, distillation from the parent, the minimum step count."""
 
 from __future__ import annotations
 
 import numpy as np
 import pytest
+import torch
 
+from robo_lifelong.labels import IGNORE_ID
 from robo_lifelong_cloud.data import Frame, SegmentationDataset
-from robo_lifelong_cloud.train_loop import TrainConfig, learning_rate, mix_rehearsal
+from robo_lifelong_cloud.model import SegNetConfig, build_model, grow_classes
+from robo_lifelong_cloud.train_loop import (
+    MAX_CLASS_WEIGHT,
+    TrainConfig,
+    class_weights,
+    distillation_loss,
+    learning_rate,
+    mix_rehearsal,
+    train,
+)
 
 
 def test_learning_rate_warms_up_then_decays_to_the_floor() -> None:
@@ -53,3 +65,57 @@ def test_items_map_unknown_ids_to_ignore_and_augment_consistently() -> None:
         red = x[0].numpy()
         # image and labels moved together: red where label 1, dark elsewhere
         assert red[y.numpy() == 1].mean() > red[y.numpy() == 0].mean() + 1.0
+
+
+def _labelled(counts: dict[int, int], task: str = 'sunny') -> Frame:
+    labels = np.repeat(np.array(list(counts), np.uint8), list(counts.values()))[None]
+    return Frame(np.zeros((*labels.shape, 3), np.uint8), None, labels, task)
+
+
+def test_class_weights_favour_rare_classes_within_the_clip() -> None:
+    # class 0 is 100x as frequent as class 3 and 10^4 x as frequent as class 5
+    frame = _labelled({0: 10_000, 1: 1000, 2: 1000, 3: 100, 5: 1, IGNORE_ID: 500})
+    w = class_weights([frame], 6, power=0.5).numpy()
+    assert w[4] == 1.0  # absent: neutral
+    assert w[0] < w[1] < w[3] < w[5] and w[1] == pytest.approx(w[2])
+    assert w[3] / w[0] == pytest.approx(10.0)  # sqrt of the 100x frequency ratio
+    assert w[5] == MAX_CLASS_WEIGHT
+    assert np.all(class_weights([frame], 6, power=0.0).numpy() == 1.0)
+
+
+def test_distillation_is_zero_for_the_teacher_itself_and_skips_new_class_pixels() -> None:
+    torch.manual_seed(0)
+    teacher = torch.randn(2, 5, 4, 6)
+    target = torch.zeros(2, 32, 48, dtype=torch.long)
+    student = torch.cat([teacher, torch.randn(2, 2, 4, 6)], dim=1)  # two new rows
+    assert float(distillation_loss(student, teacher, target, 2.0)) == pytest.approx(0, abs=1e-6)
+    other = torch.cat([torch.randn(2, 5, 4, 6), torch.zeros(2, 2, 4, 6)], dim=1)
+    assert float(distillation_loss(other, teacher, target, 2.0)) > 0.1
+    # every pixel labelled with a new class (id 6 >= 5 teacher classes): nothing to distil
+    assert float(distillation_loss(other, teacher, target + 6, 2.0)) == 0.0
+    ignored = torch.full_like(target, IGNORE_ID)  # unlabelled pixels keep the teacher's view
+    assert float(distillation_loss(other, teacher, ignored, 2.0)) > 0.1
+
+
+def _tiny_frames(n: int) -> list[Frame]:
+    rng = np.random.default_rng(0)
+    frames = []
+    for _ in range(n):
+        labels = np.zeros((32, 48), np.uint8)
+        labels[:, 24:] = 1
+        labels[10:20, 5:15] = 22  # a new class
+        rgb = rng.integers(0, 255, (32, 48, 3), np.uint8)
+        frames.append(Frame(rgb, None, labels, 'construction'))
+    return frames
+
+
+def test_min_iters_and_a_teacher_that_stays_untouched() -> None:
+    parent = build_model(SegNetConfig(num_classes=22), seed=0).eval()
+    before = {k: v.clone() for k, v in parent.state_dict().items()}
+    model = grow_classes(parent, 24)
+    cfg = TrainConfig(epochs=1, batch_size=4, min_iters=7, augment=False, threads=1)
+    result = train(model, _tiny_frames(8), [], cfg, teacher=parent)
+    assert result.iterations == 7  # one epoch would be 2 steps
+    for k, v in parent.state_dict().items():
+        assert torch.equal(v, before[k]), k
+    assert not torch.equal(model.classifier.weight[:22], before['classifier.weight'])

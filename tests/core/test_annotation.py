@@ -72,6 +72,21 @@ def test_ground_truth_labels_are_appended_once(tmp_path):
     assert len((tmp_path / 'store' / 'data.txt').read_text().splitlines()) == 3
 
 
+def test_a_batch_is_appended_in_stratified_task_order(tmp_path):
+    # the route meets night then construction; the LC evaluates the batch's last 20 %, which
+    # must hold both tasks
+    store = LocalStorage(tmp_path / 'store')
+    uploaded(tmp_path, store, 10)
+    truth = GroundTruthStore(tmp_path / 'truth')
+    for i in range(10):
+        truth.put(int((T0 + i) * 1e9), labels_of(i), 'night' if i < 6 else 'construction')
+    annotate_pending(store, ground_truth_source(tmp_path / 'truth', tolerance_ns=1_000_000))
+    tasks = [s.task for s in read_index(tmp_path / 'store' / 'data.txt')]
+    assert sorted(tasks) == ['construction'] * 4 + ['night'] * 6
+    assert set(tasks[-2:]) == {'night', 'construction'}, tasks
+    assert set(tasks[:5]) == {'night', 'construction'}, tasks
+
+
 def test_concurrent_annotators_do_not_duplicate_lines(tmp_path):
     store = LocalStorage(tmp_path / 'store')
     ids = uploaded(tmp_path, store, 6)

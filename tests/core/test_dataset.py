@@ -6,7 +6,7 @@ import cv2
 import numpy as np
 import pytest
 
-from robo_lifelong.dataset import DatasetWriter, Sample, load_sample, read_index
+from robo_lifelong.dataset import DatasetWriter, Sample, load_sample, read_index, stratified
 from robo_lifelong.errors import DatasetError
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import main as sim_main
@@ -60,6 +60,32 @@ def test_paths_relative_and_file_counts_match_lines(tmp_path):
     assert len(list(tmp_path.rglob('*.png'))) == 3 * len(lines)
     tasks = json.loads((tmp_path / 'tasks.json').read_text())['samples']
     assert sorted(set(tasks.values())) == ['snow', 'sunny']
+    # stratified: the LC's positional split gives both tasks to training and to evaluation
+    assert [line.split('/')[0] for line in lines] == ['sunny', 'snow'] * 3
+
+
+@pytest.mark.parametrize(
+    'tasks',
+    [
+        ['a'] * 8 + ['b'] * 2,
+        ['a'] * 3 + ['b'] * 3 + ['c'] * 3,
+        ['b', 'a', 'a', 'a', 'a', 'a', 'b', 'b', 'b', 'c'],
+        [],
+    ],
+)
+def test_stratified_spreads_every_task_over_the_batch(tasks):
+    items = list(enumerate(tasks))
+    out = stratified(items, lambda item: item[1])
+    assert sorted(out) == items
+    for task in set(tasks):
+        mine = [i for i, t in out if t == task]
+        assert mine == sorted(mine)  # a task's own order is kept
+    for share in (0.2, 0.5, 0.8):
+        k = round(share * len(out))
+        for task in set(tasks):
+            n = tasks.count(task)
+            head = sum(1 for _, t in out[:k] if t == task)
+            assert abs(head - share * n) <= 1, (share, task, out)
 
 
 def test_appending_continues_numbering_with_new_frames(tmp_path):

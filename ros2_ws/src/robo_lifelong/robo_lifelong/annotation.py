@@ -34,7 +34,7 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .dataset import INDEX, TASKS_SIDECAR, Sample
+from .dataset import INDEX, TASKS_SIDECAR, Sample, stratified
 from .errors import DatasetError, PreconditionFailed, RoboLifelongError, StorageError
 from .labels import CLASSES, IGNORE_ID
 from .sim.ground_truth import GroundTruthStore
@@ -137,15 +137,11 @@ def _image_size(storage: Storage, key: str, meta: dict) -> tuple[int, int]:
     return image.shape[:2]
 
 
-def annotate(
-    storage: Storage,
-    sample: UnlabeledSample,
-    labels: np.ndarray,
-    task: str,
-    meta: dict,
-    data_index: str = INDEX,
+def add_labels(
+    storage: Storage, sample: UnlabeledSample, labels: np.ndarray, task: str, meta: dict
 ) -> Sample:
-    """Add ``labels`` to an uploaded sample and append it to ``data_index`` (idempotent)."""
+    """Write the training copy of an uploaded sample with ``labels`` (idempotent); the caller
+    appends ``Sample.line()`` to the index."""
     check_task(task)
     files = meta.get('files', {})
     if RGB_NAME not in files:
@@ -164,9 +160,7 @@ def annotate(
         raise DatasetError(f'cannot encode labels of {sample.sample_id}')
     storage.write_bytes(label, png.tobytes())
     record_task(storage, rgb, task)
-    result = Sample(rgb, depth, label, task)
-    storage.append_line_once(data_index, result.line(), rgb)  # last: the trigger counts it
-    return result
+    return Sample(rgb, depth, label, task)
 
 
 def record_task(storage: Storage, rgb: str, task: str) -> None:
@@ -195,9 +189,11 @@ def annotate_pending(
     index_key: str = UNLABELED_INDEX,
     data_index: str = INDEX,
 ) -> AnnotationReport:
-    """Label every unlabeled sample ``source`` has labels for; bad labels are reported, not
-    fatal."""
+    """Label every unlabeled sample ``source`` has labels for, then append them to the index in
+    ``stratified`` task order (the LC splits them positionally); bad labels are reported, not
+    fatal. Interrupted before the append, a second run labels the same samples again."""
     report = AnnotationReport()
+    labelled: list[Sample] = []
     done = labelled_ids(storage, data_index)
     for sample in read_unlabeled(storage, index_key):
         if sample.sample_id in done:
@@ -209,11 +205,13 @@ def annotate_pending(
             if found is None:
                 report.no_label.append(sample.sample_id)
                 continue
-            annotate(storage, sample, found[0], found[1], meta, data_index)
+            labelled.append(add_labels(storage, sample, found[0], found[1], meta))
         except (DatasetError, ValueError) as e:
             report.rejected[sample.sample_id] = str(e)
             continue
         report.annotated.append(sample.sample_id)
+    for item in stratified(labelled, lambda s: s.task):
+        storage.append_line_once(data_index, item.line(), item.rgb)  # the trigger counts these
     return report
 
 

@@ -4,6 +4,9 @@ A line lists inputs first and the label last: ``rgb depth label`` (depth optiona
 TxtDataParse and its examples read them; tokens are separated by single spaces because Sedna's
 LocalController splits index lines on single spaces. Images are PNG: RGB 8-bit, depth 16-bit in
 millimetres, labels 8-bit class ids of ``robo_lifelong.labels`` (255 = ignore).
+Batches of lines are appended in ``stratified`` task order: Sedna's LocalController splits each
+batch of new lines positionally (the first ``trainProb`` share trains, the rest evaluates), so a
+batch written task by task would evaluate only its last task.
 The sidecar ``tasks.json`` maps each sample's rgb path to its task. Simulator samples also keep
 the task as the first path component, because Sedna's indirect S3 download only fetches the
 files listed in the index, not the sidecar.
@@ -14,8 +17,10 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TypeVar
 
 import cv2
 import numpy as np
@@ -28,6 +33,7 @@ TASKS_SIDECAR = 'tasks.json'
 _VALID_IDS = np.zeros(256, bool)
 _VALID_IDS[[c.id for c in CLASSES] + [IGNORE_ID]] = True
 _PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+T = TypeVar('T')
 
 
 @dataclass(frozen=True)
@@ -124,6 +130,22 @@ def load_sample(root: str | os.PathLike, sample: Sample) -> LoadedSample:
                 f'{root / sample.rgb}: {name} size {image.shape[:2]} != rgb size {rgb.shape[:2]}'
             )
     return LoadedSample(rgb, depth, labels)
+
+
+def stratified(items: Sequence[T], task_of: Callable[[T], str | None]) -> list[T]:
+    """``items`` reordered so that every task is spread evenly over the sequence: any leading
+    or trailing share of the result holds about that share of each task's items (their own
+    order kept)."""
+    counts: dict[str | None, int] = {}
+    for item in items:
+        counts[task_of(item)] = counts.get(task_of(item), 0) + 1
+    rank: dict[str | None, int] = {}
+    keyed = []
+    for position, item in enumerate(items):
+        task = task_of(item)
+        r = rank[task] = rank.get(task, -1) + 1
+        keyed.append(((r + 0.5) / counts[task], position, item))
+    return [item for *_, item in sorted(keyed, key=lambda k: k[:2])]
 
 
 class DatasetWriter:

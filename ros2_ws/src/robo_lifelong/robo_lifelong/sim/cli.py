@@ -19,11 +19,13 @@ from .world import CampusWorld
 def write_dataset(out: Path, tasks: list[str], frames: int, seed: int, camera: CameraModel) -> int:
     world = CampusWorld(seed, camera)
     with DatasetWriter(out) as writer:
-        for task in tasks:
-            start = writer.next_index(task)  # appending renders new frames, not repeats
-            for i in tqdm(range(start, start + frames), desc=task, unit='frame', disable=None):
-                f = world.random_frame(task, i)
-                writer.write(f.rgb, f.depth_mm, f.labels, task)
+        # appending renders new frames, not repeats
+        starts = {task: writer.next_index(task) for task in tasks}
+        # frame by frame across the tasks: the index is in stratified order (see dataset.py)
+        jobs = [(task, starts[task] + i) for i in range(frames) for task in tasks]
+        for task, i in tqdm(jobs, desc='render', unit='frame', disable=None):
+            f = world.random_frame(task, i)
+            writer.write(f.rgb, f.depth_mm, f.labels, task)
     return frames * len(tasks)
 
 

@@ -240,11 +240,11 @@ class _CellBuilder:
             self.box((x, y0, 0.0), (x + width, y1, z), 'stairs', _M['stairs'])
 
     def construction(self) -> None:
-        """A fenced-off work area on the sidewalk of one or both sides, with a cone taper into
-        the road lane beside it: large enough that the new classes cover real image area."""
+        """A fenced-off work area on the sidewalk of each side in every cell, with a cone taper
+        into the road lane beside it: large and frequent enough that the new classes cover real
+        image area wherever a route meets the construction task."""
         for side in (0, 1):
-            if self.rng.random() < 0.75:
-                self.work_area(side, self.x0 + self.rng.uniform(1.0, 9.0))
+            self.work_area(side, self.x0 + self.rng.uniform(1.0, 9.0))
 
     def work_area(self, side: int, x: float) -> None:
         s, rng = STREET, self.rng
