@@ -5,7 +5,7 @@ BIN := $(VENV)/bin
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test test-demo lint bench docs clean
+.PHONY: setup demo test lint bench docs clean
 
 setup:
 	@bash scripts/setup.sh
@@ -14,11 +14,7 @@ demo: setup
 	$(BIN)/robo-lifelong-demo --out demo_output
 
 test: setup lint
-	$(BIN)/python -m pytest tests -m "not demo"
-
-# The --quick lifelong demo judged by its outcome; not yet reliable enough for CI (README).
-test-demo: setup
-	$(BIN)/python -m pytest tests -m demo
+	$(BIN)/python -m pytest tests
 
 lint: setup
 	$(BIN)/ruff check .

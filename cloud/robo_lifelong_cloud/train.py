@@ -4,7 +4,8 @@ Initial training when ``HAS_COMPLETED_INITIAL_TRAINING`` is not ``true`` (or ``C
 empty, Sedna quirk §8.3 item 6: then we log it and train from scratch). Otherwise the parent
 package named by ``CLOUD_KB_INDEX`` (a deploy pointer or a package URL) is loaded, its classifier
 grown when the data has new label ids, and trained on the new samples mixed with old-task samples
-from the original dataset (rehearsal) so the old tasks are not forgotten.
+from the original dataset (rehearsal) while distilling the parent's outputs on the old classes
+(``train_loop.train(..., teacher=parent)``) so the old tasks are not forgotten.
 
 Classes: logit row = label id, the model has ``max(22 known classes, largest id in the data + 1)``
 rows, capped at ``num_class`` (ids at or above it are ignored, as in Sedna's example). The last
@@ -54,7 +55,7 @@ from robo_lifelong_cloud.train_loop import (
 log = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 2  # per task: fit_calibration needs two frames of every known task
-REHEARSAL_RATIO = 0.5  # share of old-task frames in an incremental update's training set
+REHEARSAL_RATIO = 0.67  # share of old-task frames in an update: two per new frame
 TARGET_FPR = 0.05
 
 

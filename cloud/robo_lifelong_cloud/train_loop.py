@@ -19,6 +19,7 @@ from typing import TypeVar
 import numpy as np
 import torch
 import torch.nn.functional as F
+from torch import nn
 from torch.utils.data import DataLoader
 from tqdm import tqdm
 
@@ -55,6 +56,9 @@ class TrainConfig:
     # on the old classes (learning without forgetting), and its softmax temperature
     distill: float = 1.0
     distill_temperature: float = 2.0
+    # incremental updates keep the parent's batch-norm statistics: batches of night frames
+    # would otherwise shift them away from the old tasks' images
+    freeze_norm_in_updates: bool = True
 
 
 @dataclass
@@ -218,6 +222,10 @@ def train(
     while it < total:
         epoch += 1
         model.train()
+        if teacher is not None and cfg.freeze_norm_in_updates:
+            for m in model.modules():
+                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                    m.eval()
         for x, y in loader:
             lr = learning_rate(it, total, cfg)
             for group in optimizer.param_groups:

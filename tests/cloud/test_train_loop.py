@@ -119,3 +119,11 @@ def test_min_iters_and_a_teacher_that_stays_untouched() -> None:
     for k, v in parent.state_dict().items():
         assert torch.equal(v, before[k]), k
     assert not torch.equal(model.classifier.weight[:22], before['classifier.weight'])
+    # the update kept the parent's batch-norm statistics; a fresh model's move
+    for k, v in model.state_dict().items():
+        if k.endswith(('running_mean', 'running_var')):
+            assert torch.equal(v, before[k]), k
+    fresh = build_model(SegNetConfig(num_classes=24), seed=0)
+    fresh_before = fresh.state_dict()['downsample.0.1.running_mean'].clone()
+    train(fresh, _tiny_frames(8), [], cfg)
+    assert not torch.equal(fresh.state_dict()['downsample.0.1.running_mean'], fresh_before)
