@@ -72,6 +72,20 @@ def resolve_dataset(
     """``(local root, samples)`` of a Sedna dataset list whose paths are relative to
     ``dirname(original_url)`` (PROTOCOL.md §2.1). Local paths are used in place; ``s3://`` index
     files and sample trees are downloaded under ``workdir``. Errors name the URL and variable."""
+    root, samples = read_dataset_index(index_url, original_url, workdir, environ, what)
+    fetch_samples(original_url, root, samples, environ, f'{what}={index_url}')
+    return root, samples
+
+
+def read_dataset_index(
+    index_url: str,
+    original_url: str,
+    workdir: str | os.PathLike,
+    environ: Mapping[str, str] | None = None,
+    what: str = 'TRAIN_DATASET_URL',
+) -> tuple[Path, list[Sample]]:
+    """Like ``resolve_dataset`` without downloading the samples' files (``fetch_samples`` does,
+    for the samples it is given)."""
     workdir = Path(workdir)
     index_parent, index_name = _split_url(index_url)
     root_url, _ = _split_url(original_url)
@@ -84,17 +98,12 @@ def resolve_dataset(
             if not local_index.is_file():
                 raise DatasetError(f'{what}={index_url}: no such dataset index file')
         root = Path(root_url)
-        remote = open_storage(root_url, environ) if root_url.startswith('s3://') else None
-        if remote is not None:
+        if root_url.startswith('s3://'):
             root = workdir / 'samples'
+            remote = open_storage(root_url, environ)
             if remote.exists(TASKS_SIDECAR):
                 remote.download_file(TASKS_SIDECAR, root / TASKS_SIDECAR)
         samples = read_index(local_index, root)
-        if remote is not None:
-            for sample in samples:
-                for rel in (sample.rgb, sample.depth, sample.label):
-                    if rel and not (root / rel).exists():
-                        remote.download_file(rel, root / rel)
     except ObjectMissing as e:
         raise DatasetError(f'{what}={index_url}: {e}') from e
     except StorageError as e:
@@ -102,6 +111,30 @@ def resolve_dataset(
     if not samples:
         raise DatasetError(f'{what}={index_url}: the dataset list has no samples')
     return root, samples
+
+
+def fetch_samples(
+    original_url: str,
+    root: Path,
+    samples: Sequence[Sample],
+    environ: Mapping[str, str] | None = None,
+    what: str = 'ORIGINAL_DATASET_URL',
+) -> None:
+    """Download the files of ``samples`` from an ``s3://`` dataset into ``root`` (those not there
+    yet); nothing to do for a local dataset."""
+    root_url, _ = _split_url(original_url)
+    if not root_url.startswith('s3://'):
+        return
+    remote = open_storage(root_url, environ)
+    try:
+        for sample in samples:
+            for rel in (sample.rgb, sample.depth, sample.label):
+                if rel and not (root / rel).exists():
+                    remote.download_file(rel, root / rel)
+    except ObjectMissing as e:
+        raise DatasetError(f'{what}: {e}') from e
+    except StorageError as e:
+        raise DatasetError(f'{what}: storage unreachable or refused: {e}') from e
 
 
 def load_frames(

@@ -18,7 +18,7 @@ and the pointer ``OUTPUT_URL/index.json`` that is reported to the LC.
 from __future__ import annotations
 
 import logging
-import os
+import posixpath
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -26,13 +26,21 @@ from datetime import UTC, datetime
 from pathlib import Path
 
 from robo_lifelong import model_package as mp
-from robo_lifelong.dataset import Sample, read_index
+from robo_lifelong.dataset import Sample
 from robo_lifelong.errors import ConfigError, DatasetError
 from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
 from robo_lifelong.storage import join, open_storage
 from robo_lifelong.unseen import fit_calibration
 from robo_lifelong_cloud import plots
-from robo_lifelong_cloud.data import Frame, input_spec, load_frames, max_label, resolve_dataset
+from robo_lifelong_cloud.data import (
+    Frame,
+    fetch_samples,
+    input_spec,
+    load_frames,
+    max_label,
+    read_dataset_index,
+    resolve_dataset,
+)
 from robo_lifelong_cloud.export import OUTPUT_NAMES, check_parity, export_onnx
 from robo_lifelong_cloud.model import (
     OUTPUT_STRIDE,
@@ -91,20 +99,23 @@ def _num_classes(frames: list[Frame], cap: int, parent: SegNet | None) -> int:
 
 
 def _rehearsal_candidates(
-    env: SednaEnv, parent: mp.ModelPackage, exclude: set[str]
-) -> tuple[str, list[Sample]]:
-    """Old-task samples of the original dataset index (host-path datasets). Sedna's indirect S3
-    download gives only this round's files (``dataIndex.txt``): nothing to rehearse then."""
+    env: SednaEnv, parent: mp.ModelPackage, exclude: set[str], workdir: Path
+) -> tuple[Path, list[Sample]]:
+    """Old-task samples of the original dataset index (a host path or an ``s3://`` URL); their
+    files are not fetched here. Sedna's indirect S3 download (ORIGINAL_DATASET_URL names a
+    ``dataIndex.txt``) gives only this round's files: nothing to rehearse then."""
     index = env.original_dataset_url
-    if os.path.basename(index) == 'dataIndex.txt' or not os.path.isfile(index):
-        log.warning('no original dataset index at %s: incremental update without rehearsal', index)
-        return '', []
-    root = os.path.dirname(index)
-    old = [
-        s
-        for s in read_index(index, root)
-        if s.task in parent.known_tasks and s.rgb not in exclude and s.label
-    ]
+    if posixpath.basename(index) == 'dataIndex.txt':
+        log.warning('ORIGINAL_DATASET_URL is an indirect download: update without rehearsal')
+        return workdir, []
+    try:
+        root, samples = read_dataset_index(
+            index, index, workdir, env.s3_environ(), 'ORIGINAL_DATASET_URL'
+        )
+    except DatasetError as e:
+        log.warning('incremental update without rehearsal: %s', e)
+        return workdir, []
+    old = [s for s in samples if s.task in parent.known_tasks and s.rgb not in exclude and s.label]
     return root, old
 
 
@@ -205,8 +216,10 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
         frames = load_frames(root, samples, height, width)
         parent_model = None if parent is None else _parent_model(parent)
         if parent is not None:
-            old_root, old = _rehearsal_candidates(env, parent, {s.rgb for s in samples})
+            exclude = {s.rgb for s in samples}
+            old_root, old = _rehearsal_candidates(env, parent, exclude, workdir / 'original')
             rehearsed = mix_rehearsal(samples, old, REHEARSAL_RATIO)[len(samples) :]
+            fetch_samples(env.original_dataset_url, old_root, rehearsed, env.s3_environ())
             frames += load_frames(old_root, rehearsed, height, width)
         k = _num_classes(frames, params.num_class, parent_model)
         if parent_model is None:

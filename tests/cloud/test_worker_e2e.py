@@ -349,6 +349,52 @@ def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_serve
     assert kept.content_hash == first['candidate']['content_hash']
 
 
+def test_update_rehearses_old_tasks_from_an_s3_dataset(
+    tmp_path: Path, datasets, fake_lc, s3_bucket, s3_server
+) -> None:
+    """ORIGINAL_DATASET_URL on S3 (the local controller's S3 jobs): the update reads the original
+    index there and downloads the old-task samples it rehearses."""
+    from robo_lifelong.storage import open_storage
+
+    root = tmp_path / 'data'
+    shutil.copytree(datasets['train'], root)
+    before = {s.rgb for s in read_index(root / 'data.txt')}
+    write_dataset(root, ['construction'], 6, 3, CAMERA)
+    store = open_storage(s3_bucket + '/robo/data', s3_server.env)
+    for path in sorted(root.rglob('*')):
+        if path.is_file():
+            store.upload_file(path, path.relative_to(root).as_posix())
+    new_lines = [s.line() for s in read_index(root / 'data.txt') if s.rgb not in before]
+    store.write_bytes('round2.txt', ('\n'.join(new_lines) + '\n').encode())
+    original = s3_bucket + '/robo/data/data.txt'
+    out = tmp_path / 'O'
+    common = {**s3_server.env, 'epochs': '1'}
+    first = sedna_env(
+        fake_lc.url,
+        'train',
+        out / 'train' / '1',
+        TRAIN_DATASET_URL=str(datasets['train'] / 'data.txt'),
+        ORIGINAL_DATASET_URL=str(datasets['train'] / 'data.txt'),
+    )
+    assert run('train', {**first, **common}) == 0
+    parent_url = fake_lc.accepted[-1]['results'][0]['url']
+    update = sedna_env(
+        fake_lc.url,
+        'train',
+        out / 'train' / '2',
+        TRAIN_DATASET_URL=s3_bucket + '/robo/data/round2.txt',
+        ORIGINAL_DATASET_URL=original,
+        HAS_COMPLETED_INITIAL_TRAINING='true',
+        CLOUD_KB_INDEX=parent_url,
+    )
+    assert run('train', {**update, **common}) == 0
+    child = mp.open_model(fake_lc.accepted[-1]['results'][0]['url'], tmp_path / 'cache')
+    training = child.manifest['training']
+    # two old-task frames per new one, drawn from the 40 old samples on S3
+    assert training['rehearsal_frames'] == 12, training
+    assert training['distilled'] is True
+
+
 def test_module_entry_point_exits_non_zero_with_one_line(tmp_path: Path, fake_lc) -> None:
     import os
     import subprocess
