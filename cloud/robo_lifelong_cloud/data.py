@@ -11,6 +11,7 @@ import logging
 import os
 import posixpath
 from collections.abc import Mapping, Sequence
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -32,6 +33,7 @@ MEAN_RGB = (0.485, 0.456, 0.406)  # ImageNet statistics, the usual choice even f
 STD_RGB = (0.229, 0.224, 0.225)
 DEPTH_SCALE = 1e-4  # mm -> metres / 10: a 0-10 m range maps to 0-1
 DEPTH_MEAN, DEPTH_STD = 0.0, 1.0
+DOWNLOAD_THREADS = 8
 
 
 @dataclass(frozen=True)
@@ -126,11 +128,12 @@ def fetch_samples(
     if not root_url.startswith('s3://'):
         return
     remote = open_storage(root_url, environ)
+    files = sorted({rel for s in samples for rel in (s.rgb, s.depth, s.label) if rel})
+    missing = [rel for rel in files if not (root / rel).exists()]
     try:
-        for sample in samples:
-            for rel in (sample.rgb, sample.depth, sample.label):
-                if rel and not (root / rel).exists():
-                    remote.download_file(rel, root / rel)
+        # small files: the round trips dominate, so several are in flight at once
+        with ThreadPoolExecutor(DOWNLOAD_THREADS) as pool:
+            list(pool.map(lambda rel: remote.download_file(rel, root / rel), missing))
     except ObjectMissing as e:
         raise DatasetError(f'{what}: {e}') from e
     except StorageError as e:
