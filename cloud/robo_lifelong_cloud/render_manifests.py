@@ -110,6 +110,7 @@ SETTINGS: tuple[Setting, ...] = (
     Setting('train_prob', ('TRAIN_PROB',), 'share of new samples sent to training', '0.8'),
     Setting('train_ratio', ('TRAIN_RATIO',), 'train/val split', str(_USER_DEFAULTS.train_ratio)),
     Setting('epochs', ('EPOCHS',), 'training epochs', str(_USER_DEFAULTS.epochs)),
+    Setting('min_iterations', ('MIN_ITERATIONS',), 'training steps at least per round', '300'),
     Setting('num_class', ('NUM_CLASS',), 'classes of the model', str(_USER_DEFAULTS.num_class)),
     Setting('sample_threshold', ('SAMPLE_THRESHOLD',), 'train when num_of_samples > this', '100'),
     Setting('eval_operator', ('EVAL_OPERATOR',), 'eval deploy filter operator', '<'),
@@ -221,6 +222,7 @@ def config_from(flags: Mapping[str, str | None], environ: Mapping[str, str]) -> 
         {
             'train_ratio': v['train_ratio'],
             'epochs': v['epochs'],
+            'min_iterations': v['min_iterations'],
             'num_class': v['num_class'],
             'operator': v['eval_operator'],
             'model_threshold': v['model_threshold'],
@@ -344,6 +346,7 @@ def job_manifest(config: ManifestConfig) -> dict:
             'train_ratio': user.train_ratio,
             'BACKEND_TYPE': 'PYTORCH',
             'epochs': user.epochs,
+            'min_iterations': user.min_iterations,
             'num_class': user.num_class,
         },
     )

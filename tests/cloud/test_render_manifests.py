@@ -153,6 +153,7 @@ def test_train_and_eval_workers_get_protocol_args_and_env(rendered: dict[str, di
     parsed_eval = UserEnv.from_environ(eval_env)
     assert (parsed_train.train_ratio, parsed_train.num_class) == (0.9, NUM_CLASSES)
     assert parsed_train.epochs == UserEnv().epochs
+    assert parsed_train.min_iterations == 300
     assert (parsed_eval.operator, parsed_eval.model_threshold) == ('<', 0.0)  # the seed's filter
     trigger = job['spec']['trainSpec']['trigger']
     assert trigger['condition'] == {
@@ -346,6 +347,7 @@ def test_data_url_and_output_replace_the_prefix(
         ('TRAIN_PROB', '1.5', 'train_prob'),
         ('EVAL_OPERATOR', '~', 'operator'),
         ('EPOCHS', '0', 'epochs'),
+        ('MIN_ITERATIONS', '-5', 'min_iterations'),
     ],
 )
 def test_bad_values_fail_with_a_clear_message(
