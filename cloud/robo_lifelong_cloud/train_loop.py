@@ -5,7 +5,8 @@ loss and mIoU under ``no_grad`` at epoch ends (about ``VALIDATIONS`` per run), l
 the way the robot does (argmax at the output stride, nearest-neighbour upsampling of the labels).
 ``history`` is a list of dicts for ``plots.training_curve``. Incremental updates rehearse
 old-task frames (``mix_rehearsal``) and distil the parent model's outputs on the old classes
-(``distillation_loss``) so the old tasks are not forgotten."""
+(``distillation_loss``) so the old tasks are not forgotten.
+"""
 
 from __future__ import annotations
 
@@ -224,7 +225,7 @@ def train(
         model.train()
         if teacher is not None and cfg.freeze_norm_in_updates:
             for m in model.modules():
-                if isinstance(m, nn.modules.batchnorm._BatchNorm):
+                if isinstance(m, nn.BatchNorm2d):
                     m.eval()
         for x, y in loader:
             lr = learning_rate(it, total, cfg)
