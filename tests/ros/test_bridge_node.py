@@ -133,8 +133,15 @@ def test_bridge_drains_spool_and_announces_model_once(tmp_path: Path, listener: 
         ), listener.diagnostics[-1]
         assert listener.diagnostics[-1]['level'] == b'\x00'  # OK
         check_uploaded(open_storage(str(tmp_path / 'store')), ids)
-        status = json.loads(listener.status[-1])
-        assert status['backlog']['count'] == 0 and status['uploads']['uploaded'] == 8
+
+        # bridge/status is a separate message of the same period: it may arrive a beat later
+        def status_drained() -> bool:
+            if not listener.status:
+                return False
+            status = json.loads(listener.status[-1])
+            return status['backlog']['count'] == 0 and status['uploads']['uploaded'] == 8
+
+        assert listener.spin_until(status_drained, 5), listener.status[-1:]
 
         package = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=4))
         mp.write_pointer(str(pointer), mp.DeployPointer.for_package(package, str(package.path)))
