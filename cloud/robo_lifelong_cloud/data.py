@@ -70,24 +70,12 @@ def resolve_dataset(
     workdir: str | os.PathLike,
     environ: Mapping[str, str] | None = None,
     what: str = 'TRAIN_DATASET_URL',
+    fetch: bool = True,
 ) -> tuple[Path, list[Sample]]:
     """``(local root, samples)`` of a Sedna dataset list whose paths are relative to
     ``dirname(original_url)`` (PROTOCOL.md §2.1). Local paths are used in place; ``s3://`` index
-    files and sample trees are downloaded under ``workdir``. Errors name the URL and variable."""
-    root, samples = read_dataset_index(index_url, original_url, workdir, environ, what)
-    fetch_samples(original_url, root, samples, environ, f'{what}={index_url}')
-    return root, samples
-
-
-def read_dataset_index(
-    index_url: str,
-    original_url: str,
-    workdir: str | os.PathLike,
-    environ: Mapping[str, str] | None = None,
-    what: str = 'TRAIN_DATASET_URL',
-) -> tuple[Path, list[Sample]]:
-    """Like ``resolve_dataset`` without downloading the samples' files (``fetch_samples`` does,
-    for the samples it is given)."""
+    files and (with ``fetch``, else see ``fetch_samples``) sample trees are downloaded under
+    ``workdir``. Errors name the URL and variable."""
     workdir = Path(workdir)
     index_parent, index_name = _split_url(index_url)
     root_url, _ = _split_url(original_url)
@@ -112,6 +100,8 @@ def read_dataset_index(
         raise DatasetError(f'{what}={index_url}: storage unreachable or refused: {e}') from e
     if not samples:
         raise DatasetError(f'{what}={index_url}: the dataset list has no samples')
+    if fetch:
+        fetch_samples(original_url, root, samples, environ, f'{what}={index_url}')
     return root, samples
 
 

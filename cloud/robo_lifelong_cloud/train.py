@@ -38,7 +38,6 @@ from robo_lifelong_cloud.data import (
     input_spec,
     load_frames,
     max_label,
-    read_dataset_index,
     resolve_dataset,
 )
 from robo_lifelong_cloud.export import OUTPUT_NAMES, check_parity, export_onnx
@@ -109,8 +108,8 @@ def _rehearsal_candidates(
         log.warning('ORIGINAL_DATASET_URL is an indirect download: update without rehearsal')
         return workdir, []
     try:
-        root, samples = read_dataset_index(
-            index, index, workdir, env.s3_environ(), 'ORIGINAL_DATASET_URL'
+        root, samples = resolve_dataset(
+            index, index, workdir, env.s3_environ(), 'ORIGINAL_DATASET_URL', fetch=False
         )
     except DatasetError as e:
         log.warning('incremental update without rehearsal: %s', e)
