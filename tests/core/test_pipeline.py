@@ -21,11 +21,13 @@ from robo_lifelong.pipeline import (
     SampleRequest,
     SampleWriter,
     depth_to_mm,
+    frame_arrays,
 )
 from robo_lifelong.runtime import SegmentationRuntime
 from robo_lifelong.spool import Spool
 from robo_lifelong.terrain import Gait
 from robo_lifelong.unseen import UnseenResult, fit_calibration
+from tests.core.test_image_conversion import PlainImage
 from tests.core.test_runtime import manifest, tiny_onnx
 
 H, W = 48, 64
@@ -240,3 +242,23 @@ def test_reconfigure_applies_new_alarm_settings(slot: ModelSlot) -> None:
     pipe.reconfigure(PipelineConfig(alarm=stricter))
     r = pipe.process(unseen(np.random.default_rng(9)), None, stamp=time.time())
     assert r.alarm.level == AlarmLevel.ERROR
+
+
+def _image(pixels: np.ndarray, encoding: str) -> PlainImage:
+    h, w = pixels.shape[:2]
+    return PlainImage(h, w, encoding, 0, pixels.nbytes // h, pixels.tobytes())
+
+
+def test_frame_arrays_turn_bgr_to_rgb_and_drop_a_depth_of_another_encoding() -> None:
+    rgb = np.zeros((4, 6, 3), np.uint8)
+    rgb[..., 0] = 200  # red
+    bgr = np.ascontiguousarray(rgb[..., ::-1])
+    depth = np.full((4, 6), 1500, np.uint16)
+    out, d, warning = frame_arrays(_image(bgr, 'bgr8'), _image(depth, '16UC1'))
+    np.testing.assert_array_equal(out, rgb)
+    np.testing.assert_array_equal(d, depth)
+    assert warning is None
+    out, d, warning = frame_arrays(_image(rgb, 'rgb8'), _image(depth.astype(np.uint8), 'mono8'))
+    np.testing.assert_array_equal(out, rgb)
+    assert d is None and "'mono8' refused" in warning and 'without depth' in warning
+    assert frame_arrays(_image(rgb, 'rgb8'), None)[1:] == (None, None)

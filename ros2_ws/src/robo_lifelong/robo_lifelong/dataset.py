@@ -17,6 +17,7 @@ from __future__ import annotations
 import json
 import os
 import re
+from collections import Counter
 from collections.abc import Callable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -136,14 +137,13 @@ def stratified(items: Sequence[T], task_of: Callable[[T], str | None]) -> list[T
     """``items`` reordered so that every task is spread evenly over the sequence: any leading
     or trailing share of the result holds about that share of each task's items (their own
     order kept)."""
-    counts: dict[str | None, int] = {}
-    for item in items:
-        counts[task_of(item)] = counts.get(task_of(item), 0) + 1
-    rank: dict[str | None, int] = {}
+    tasks = [task_of(item) for item in items]
+    counts = Counter(tasks)
+    rank: Counter[str | None] = Counter()
     keyed = []
-    for position, item in enumerate(items):
-        task = task_of(item)
-        r = rank[task] = rank.get(task, -1) + 1
+    for position, (task, item) in enumerate(zip(tasks, items, strict=True)):
+        r = rank[task]
+        rank[task] += 1
         keyed.append(((r + 0.5) / counts[task], position, item))
     return [item for *_, item in sorted(keyed, key=lambda k: k[:2])]
 

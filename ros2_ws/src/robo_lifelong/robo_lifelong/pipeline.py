@@ -21,11 +21,13 @@ import time
 from dataclasses import dataclass, field
 from enum import Enum
 
+import cv2
 import numpy as np
 
 from .alarm_policy import AlarmConfig, AlarmLevel, AlarmPolicy, AlarmStatus
 from .collection import CollectionConfig, Collector, make_sample
 from .errors import ConfigError, FrameError, ImageConversionError, SpoolError, SpoolFullError
+from .image_conversion import ImageLike, image_to_numpy
 from .model_watch import LoadedModel, ModelSlot
 from .spool import Spool, make_sample_id
 from .terrain import (
@@ -79,6 +81,26 @@ class PipelineConfig:
             raise ConfigError(f'max_pixels must be >= 1, got {self.max_pixels!r}')
         if self.reorder_window_s < 0.0:
             raise ConfigError(f'reorder_window_s must be >= 0, got {self.reorder_window_s!r}')
+
+
+def frame_arrays(
+    color: ImageLike, depth: ImageLike | None
+) -> tuple[np.ndarray, np.ndarray | None, str | None]:
+    """``(rgb, depth, warning)`` arrays of a camera frame's messages (the colour one of an
+    ``RGB_ENCODINGS`` encoding). A depth image of another encoding is left out and ``warning``
+    says so; the frame is still processed, without depth."""
+    rgb = image_to_numpy(color)
+    if color.encoding == 'bgr8':
+        rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
+    if depth is None:
+        return rgb, None, None
+    if depth.encoding not in DEPTH_ENCODINGS:
+        warning = (
+            f'depth encoding {depth.encoding!r} refused; expected one of {DEPTH_ENCODINGS}: '
+            'frame processed without depth'
+        )
+        return rgb, None, warning
+    return rgb, image_to_numpy(depth), None
 
 
 def depth_to_mm(depth: np.ndarray) -> tuple[np.ndarray, int]:

@@ -29,7 +29,6 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import cv2
 import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
@@ -39,11 +38,9 @@ from tqdm import tqdm
 from .alarm_policy import AlarmLevel, AlarmStatus
 from .bag_io import COLOR_TOPIC, DEPTH_TOPIC, TYPESTORE, BagWriter, header, image, stamp_ns
 from .errors import BagError, ConfigError, RoboLifelongError
-from .image_conversion import image_to_numpy
 from .model_watch import ModelSlot, load_model
 from .pipeline import (
     ALARM_NAME,
-    DEPTH_ENCODINGS,
     RGB_ENCODINGS,
     FrameRejected,
     FrameResult,
@@ -51,6 +48,7 @@ from .pipeline import (
     PipelineConfig,
     SampleOutcome,
     SampleWriter,
+    frame_arrays,
 )
 from .spool import Spool
 
@@ -335,20 +333,10 @@ class Replay:
         yield from waiting
 
     def _arrays(self, w: _Waiting) -> tuple[np.ndarray, np.ndarray | None]:
-        msg = w.color
-        rgb = image_to_numpy(msg)
-        if msg.encoding == 'bgr8':
-            rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
-        if w.depth is None:
-            return rgb, None
-        if w.depth.encoding not in DEPTH_ENCODINGS:
-            self._problem(
-                'depth',
-                f'depth encoding {w.depth.encoding!r} refused; expected one of '
-                f'{DEPTH_ENCODINGS}: frame processed without depth',
-            )
-            return rgb, None
-        return rgb, image_to_numpy(w.depth)
+        rgb, depth, warning = frame_arrays(w.color, w.depth)
+        if warning is not None:
+            self._problem('depth', warning)
+        return rgb, depth
 
     def _process(self, w: _Waiting) -> None:
         t = w.stamp * 1e-9

@@ -32,12 +32,11 @@ from ..alarm_policy import AlarmConfig, AlarmLevel, AlarmStatus
 from ..collection import CollectionConfig
 from ..errors import ConfigError, RoboLifelongError
 from ..frame_sync import FrameSync, Pair
-from ..image_conversion import image_to_numpy, numpy_to_image
+from ..image_conversion import numpy_to_image
 from ..labels import colorize
 from ..model_watch import ModelSlot, ModelWatcher, SwapEvent
 from ..pipeline import (
     ALARM_NAME,
-    DEPTH_ENCODINGS,
     RGB_ENCODINGS,
     FrameRejected,
     FrameResult,
@@ -45,6 +44,7 @@ from ..pipeline import (
     PipelineConfig,
     SampleOutcome,
     SampleWriter,
+    frame_arrays,
 )
 from ..spool import Spool
 from .markers import diagnostic_status, marker_array
@@ -356,19 +356,9 @@ class PerceptionNode(Node):
         self.stats.latency_s.append((time.monotonic_ns() - received_ns) * 1e-9)
 
     def _frames(self, msg: Image, depth_msg: Image | None) -> tuple[np.ndarray, np.ndarray | None]:
-        rgb = image_to_numpy(msg)
-        if msg.encoding == 'bgr8':
-            rgb = cv2.cvtColor(rgb, cv2.COLOR_BGR2RGB)
-        depth = None
-        if depth_msg is not None:
-            if depth_msg.encoding in DEPTH_ENCODINGS:
-                depth = image_to_numpy(depth_msg)
-            else:
-                self._reject(
-                    'depth',
-                    f'depth encoding {depth_msg.encoding!r} refused; expected '
-                    f'one of {DEPTH_ENCODINGS}: frame processed without depth',
-                )
+        rgb, depth, warning = frame_arrays(msg, depth_msg)
+        if warning is not None:
+            self._reject('depth', warning)
         return rgb, depth
 
     def _publish(self, header: Header, rgb: np.ndarray, r: FrameResult) -> None:
