@@ -194,6 +194,18 @@ def test_bad_frames_are_rejected_with_their_kind(slot, image, kind) -> None:
     assert e.value.kind == kind
 
 
+def test_any_frame_up_to_the_memory_bound_is_labelled_at_its_own_resolution(slot) -> None:
+    assert PipelineConfig().max_pixels == 7680 * 4320  # 8K UHD by default
+    pipe = Pipeline(PipelineConfig(robot_id='dog1', alarm=ALARM), slot)
+    big = np.repeat(np.repeat(known(np.random.default_rng(2)), 60, axis=0), 60, axis=1)
+    r = pipe.process(big[:2160, :3840], None, stamp=1.0)  # 4K, 45x the model input
+    assert r is not None and r.labels.shape == (2160, 3840)
+    assert not r.unseen.is_unseen  # resized by area: the frame still looks like itself
+    with pytest.raises(FrameRejected, match='max_pixels=33177600') as e:
+        pipe.process(np.zeros((4321, 7680, 3), np.uint8), None, stamp=2.0)
+    assert e.value.kind == Rejection.SIZE
+
+
 def test_out_of_order_stamps_are_skipped_but_a_clock_reset_is_followed(slot) -> None:
     pipe = Pipeline(CONFIG, slot)
     rng = np.random.default_rng(6)

@@ -4,7 +4,6 @@ import errno
 import hashlib
 import json
 import os
-import random
 import signal
 import subprocess
 import sys
@@ -196,64 +195,109 @@ def test_bad_bounds_rejected(tmp_path):
         Spool(tmp_path, 10, 0)
 
 
+# A writer process that spools samples and stops for good at a named step of its N-th sample
+# (0-based): after writing its k-th data file ('file1'..'file3'), after meta.json ('meta'), after
+# the durable rename into ready/ ('ready'), or while removing an old sample after moving it to
+# trash/ ('trash'). It prints `done <i>` after each sample and `stopped` at the fault point, so
+# the test kills it exactly there: no verdict depends on timing.
 WRITER = textwrap.dedent(
     """
-    import os, sys
+    import os, signal, sys
+    from robo_lifelong import spool as spool_mod
     from robo_lifelong.spool import Spool, make_sample_id
-    sp = Spool(sys.argv[1], max_bytes=10**12, max_samples=10**6)
-    blob = os.urandom(3 << 20)
-    i = int(sys.argv[2])
+    root, stop_sample, stop_step = sys.argv[1], int(sys.argv[2]), sys.argv[3]
+    state = {'sample': 0, 'files': 0, 'in_put': False}
+
+    def fault_point(step):
+        if state['sample'] == stop_sample and step == stop_step:
+            print('stopped', flush=True)
+            while True:
+                signal.pause()  # until SIGKILL
+
+    write_file = spool_mod._write_file
+    fsync_dir = spool_mod._fsync_dir
+    rmtree = spool_mod.shutil.rmtree
+
+    def counted_write(path, data):
+        write_file(path, data)
+        state['files'] += 1
+        fault_point('meta' if path.name == 'meta.json' else f"file{state['files']}")
+
+    def counted_fsync(path):
+        fsync_dir(path)
+        if state['in_put'] and path.name == 'ready':
+            fault_point('ready')
+
+    def stopping_rmtree(path, **kw):
+        if path.parent.name == 'trash':
+            fault_point('trash')
+        rmtree(path, **kw)
+
+    spool_mod._write_file, spool_mod._fsync_dir = counted_write, counted_fsync
+    spool_mod.shutil.rmtree = stopping_rmtree
+    sp = Spool(root, max_bytes=10**12, max_samples=10**6)
+    blob = os.urandom(1 << 16)
+    i = 1
     while True:
-        files = {'rgb.png': blob[: 2 << 20] + i.to_bytes(8, 'big'),
-                 'depth.png': blob[2 << 20 :] + i.to_bytes(8, 'big'),
+        files = {'rgb.png': blob + i.to_bytes(8, 'big'),
+                 'depth.png': blob[::2] + i.to_bytes(8, 'big'),
                  'anomaly.png': blob[:4096]}
+        state.update(files=0, in_put=True)
         sp.put(make_sample_id('dog', 1790000000.0 + i), files, {'i': i})
-        print(i, flush=True)
-        for old in sp.peek_oldest(100)[:-4]:  # keep the disk use small; removal gets killed too
+        state['in_put'] = False
+        print('done', i, flush=True)
+        for old in sp.peek_oldest(100)[:-4]:  # keep the disk use small
             sp.remove(old.sample_id)
+        state['sample'] += 1
         i += 1
     """
 )
 
+# (sample index, step) at which the writer is killed; sample 3 is the first after which the
+# writer removes the oldest sample (the one spooled before it started).
+KILL_POINTS = [(0, 'file1'), (1, 'file2'), (2, 'file3'), (3, 'meta'), (2, 'ready'), (3, 'trash')]
 
-def test_sigkill_mid_write_never_exposes_a_partial_sample(tmp_path):
-    rng = random.Random(1234)
+
+@pytest.mark.parametrize('stop_sample, step', KILL_POINTS)
+def test_sigkill_mid_write_never_exposes_a_partial_sample(tmp_path, stop_sample, step):
     root = tmp_path / 'spool'
-    partial_seen = 0
-    next_i = 0
-    for _ in range(6):
-        proc = subprocess.Popen(
-            [sys.executable, '-c', WRITER, str(root), str(next_i)],
-            stdout=subprocess.PIPE,
-            text=True,
-        )
-        try:
-            assert proc.stdout.readline().strip() == str(next_i)  # it is writing
-            time.sleep(rng.uniform(0.0, 0.3))
-            proc.send_signal(signal.SIGKILL)
-            proc.wait(timeout=10)
-            printed = proc.stdout.read().split()
-        finally:
-            if proc.poll() is None:
-                proc.kill()
-            proc.stdout.close()
-        assert proc.returncode == -signal.SIGKILL
-        # what the dead writer left: partial sample dirs in tmp, never in ready
-        leftovers = [d for w in (root / 'tmp').iterdir() if w.is_dir() for d in w.iterdir()]
-        partial_seen += len(leftovers)
-        ready = sorted((root / 'ready').iterdir())
-        metas = [assert_complete(d) for d in ready]
-        assert 1 <= len(metas) <= 6
-        # restart: tmp cleaned, nothing ready lost, and writing resumes
-        sp = Spool(root, 10**12, 10**6)
-        assert list((root / 'tmp').iterdir()) == []
-        assert sorted(e.path for e in sp.list()) == ready
-        last_done = int(printed[-1]) if printed else next_i
-        assert last_done in {m['i'] for m in metas}  # the newest reported sample survived
-        next_i = max(m['i'] for m in metas) + 1
-        sp.put(make_sample_id('dog', 1790000000.0 + next_i), files_of(next_i), {'i': next_i})
-        next_i += 1
-        assert_complete(sp.peek_oldest(100)[-1].path)
-        sp.close()  # a live writer's tmp directory is (rightly) never cleaned by others
-    # the kills landed mid-write at least once, so the test exercised what it claims
-    assert partial_seen >= 1
+    sp = Spool(root, 10**12, 10**6)  # spooled by an earlier run of the writer
+    sp.put(make_sample_id('dog', 1790000000.0), files_of(0), {'i': 0})
+    sp.close()
+    proc = subprocess.Popen(
+        [sys.executable, '-c', WRITER, str(root), str(stop_sample), step],
+        stdout=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        lines = []
+        while (line := proc.stdout.readline().strip()) != 'stopped':
+            assert line, f'the writer exited before its fault point, after {lines}'
+            lines.append(line)
+        proc.send_signal(signal.SIGKILL)
+        proc.wait(timeout=30)
+    finally:
+        if proc.poll() is None:
+            proc.kill()
+        proc.stdout.close()
+    assert proc.returncode == -signal.SIGKILL
+    done = {int(line.split()[1]) for line in lines}
+    in_flight = stop_sample + 1  # the writer's i of the sample it was killed in
+    leftovers = [d for w in (root / 'tmp').iterdir() if w.is_dir() for d in w.iterdir()]
+    ready = sorted((root / 'ready').iterdir())
+    spooled = {assert_complete(d)['i'] for d in ready}  # only complete samples are ever ready
+    if step.startswith('file') or step == 'meta':
+        # killed before the rename: one partial sample in tmp/, nothing of it in ready/
+        assert len(leftovers) == 1 and in_flight not in spooled
+        assert spooled == {0} | done
+    elif step == 'ready':  # killed after the durable rename: complete and ready
+        assert leftovers == [] and spooled == {0} | done | {in_flight}
+    else:  # killed mid-removal: the old sample left ready/ whole, the new one is there
+        assert leftovers == [] and spooled == done and in_flight in done
+    # restart: tmp cleaned, nothing ready lost, and writing resumes
+    sp = Spool(root, 10**12, 10**6)
+    assert list((root / 'tmp').iterdir()) == []
+    assert sorted(e.path for e in sp.list()) == ready
+    sp.put(make_sample_id('dog', 1790000100.0), files_of(99), {'i': 99})
+    assert_complete(sp.peek_oldest(100)[-1].path)
+    sp.close()  # a live writer's tmp directory is (rightly) never cleaned by others

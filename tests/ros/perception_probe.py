@@ -1,8 +1,9 @@
 """Test helper run as a subprocess: records the perception outputs and prints one JSON object.
 
 Optionally publishes a ``model/update`` path after ``--update-after`` seconds, or a set of bad
-input frames on the camera topics (``--inject-bad``) after the first labels arrive. Records for
-``--seconds`` after the first message of any output (or until ``--timeout``).
+input frames on the camera topics (``--inject-bad``) after the first labels arrive, or a large
+frame (``--big-frame H W``) until its labels arrive. Records for ``--seconds`` after the first
+message of any output (or until ``--timeout``, or until the large frame's labels arrived).
 """
 
 from __future__ import annotations
@@ -67,9 +68,6 @@ BAD_INPUTS = {
     'empty data': lambda: _paired(Image(header=_header(), encoding='rgb8')),
     'nan depth': lambda: _with_depth(np.full((120, 212), np.nan, np.float32), '32FC1'),
     'depth of another size': lambda: _with_depth(np.full((60, 100), 1000, np.uint16), '16UC1'),
-    '4K frame': lambda: _paired(
-        numpy_to_image(np.zeros((2160, 3840, 3), np.uint8), 'rgb8', _header())
-    ),
     'out of order': lambda: _paired(
         numpy_to_image(np.full((120, 212, 3), 90, np.uint8), 'rgb8', _header(-1_000_000_000))
     ),
@@ -177,8 +175,26 @@ class Probe(Node):
                 )
             self.args.set = []
 
+    def big_frame_labelled(self) -> bool:
+        return any(lb['shape'] == list(self.args.big_frame) for lb in self.record['labels'])
+
+    def _publish_big_frame(self, now: float) -> None:
+        """A 3840x2160 rgb8 frame every 0.5 s until its labels come back: a 25 MB best-effort
+        message needs room in the shared-memory segment to arrive, so one send may be lost."""
+        if self.big_frame_labelled():
+            return
+        height, width = self.args.big_frame
+        if self.record['injected'] and now - self.record['injected'][-1]['arrival'] < 0.5:
+            return
+        y, x = np.mgrid[0:height, 0:width]
+        frame = np.stack([x * 255 // width, y * 255 // height, (x // 64 + y // 64) % 2 * 200], 2)
+        self._rgb_pub.publish(numpy_to_image(frame.astype(np.uint8), 'rgb8', _header()))
+        self.record['injected'].append({'case': 'big frame', 'arrival': now})
+
     def step(self) -> None:
         now = time.monotonic()
+        if self.args.big_frame and self.first is not None:
+            self._publish_big_frame(now)
         if self.args.set:
             self._set_parameters()
         if self.args.update and not self.updated and self.first is not None:
@@ -189,15 +205,12 @@ class Probe(Node):
         if self.args.inject_bad and not self.injected and self.record['labels']:
             self.injected = True
             for case, build in BAD_INPUTS.items():
-                # repeated: a frame may lose to a newer camera frame, and a 25 MB best-effort
-                # 4K frame needs room in the shared-memory segment to arrive at all
-                huge = case == '4K frame'
-                for _ in range(4 if huge else 2):
+                for _ in range(2):  # repeated: a frame may lose to a newer camera frame
                     rgb, depth = build()
                     if depth is not None:
                         self._depth_pub.publish(depth)
                     self._rgb_pub.publish(rgb)
-                    time.sleep(0.5 if huge else 0.15)
+                    time.sleep(0.15)
                 self.record['injected'].append({'case': case, 'arrival': time.monotonic()})
 
 
@@ -208,6 +221,7 @@ def main() -> int:
     parser.add_argument('--update', default='')
     parser.add_argument('--update-after', type=float, default=2.0)
     parser.add_argument('--inject-bad', action='store_true')
+    parser.add_argument('--big-frame', type=int, nargs=2, metavar=('HEIGHT', 'WIDTH'))
     parser.add_argument('--namespace', default='/')
     parser.add_argument('--set', action='append', default=[], help='name=json value')
     args = parser.parse_args()
@@ -219,6 +233,8 @@ def main() -> int:
             node.step()
             now = time.monotonic()
             if node.first is not None and now - node.first >= args.seconds:
+                break
+            if args.big_frame and node.big_frame_labelled():
                 break
             if node.first is None and now - node.started >= args.timeout:
                 break

@@ -43,6 +43,7 @@ from .unseen import UnseenResult
 log = logging.getLogger(__name__)
 
 MAX_DEPTH_MM = 65535
+MAX_FRAME_PIXELS = 7680 * 4320  # 8K UHD
 
 
 # What the perception node and replay accept, and the name their alarm status carries.
@@ -68,7 +69,10 @@ class FrameRejected(FrameError):
 @dataclass(frozen=True)
 class PipelineConfig:
     robot_id: str = 'robot'
-    max_pixels: int = 1280 * 720  # larger frames are refused (a 4K frame costs 10x the budget)
+    # A memory bound, not a speed one: any frame up to it is resized (area interpolation) to the
+    # model's input and labelled at its own resolution; an 8K rgb8 frame and its working copies
+    # take ~0.5 GB, more than that is refused.
+    max_pixels: int = MAX_FRAME_PIXELS
     reorder_window_s: float = 2.0  # an older stamp within this is out of order; beyond, a reset
     collect: bool = True  # collect unseen frames into the spool
     alarm: AlarmConfig = field(default_factory=AlarmConfig)

@@ -37,6 +37,7 @@ from ..labels import colorize
 from ..model_watch import ModelSlot, ModelWatcher, SwapEvent
 from ..pipeline import (
     ALARM_NAME,
+    MAX_FRAME_PIXELS,
     RGB_ENCODINGS,
     FrameRejected,
     FrameResult,
@@ -73,7 +74,12 @@ PARAMETERS: dict[str, tuple[object, str, bool]] = {
     'diagnostics_period_s': (1.0, 'Period of /diagnostics and the alarm refresh.', False),
     'publish_overlay': (True, 'Publish segmentation/overlay (costs a blend per frame).', True),
     'overlay_alpha': (0.5, 'Weight of the label colours in the overlay, 0..1.', True),
-    'max_pixels': (1280 * 720, 'Frames with more pixels are refused.', True),
+    'max_pixels': (
+        MAX_FRAME_PIXELS,
+        'Memory bound: frames with more pixels are refused (default 8K UHD, 7680x4320). Any '
+        'smaller frame is resized to the model input and labelled at its own resolution.',
+        True,
+    ),
     'reorder_window_s': (2.0, 'Older stamps within this are out of order; beyond: a reset.', True),
     'collect': (True, 'Collect unseen frames into the spool.', True),
     'alarm_ema_alpha': (0.5, 'Weight of the newest score in the smoothing, (0, 1].', True),
@@ -200,6 +206,9 @@ class PerceptionNode(Node):
             if cfg.model_path or cfg.model_watch_dir
             else ('no model_path or model_watch_dir set: waiting for model/update')
         )
+        # True until the model_path given at start was accepted or rejected: STALE meanwhile is
+        # the normal start-up, not worth a warning
+        self._loading_first_model = bool(cfg.model_path)
         self._lock = threading.Lock()  # guards sync, _ready and the receive counters
         self._ready: Pair[tuple[Image, int], Image] | None = None
         self._wake = threading.Event()
@@ -294,6 +303,7 @@ class PerceptionNode(Node):
         self.watcher.request(msg.data)
 
     def _on_swap(self, event: SwapEvent) -> None:
+        self._loading_first_model = False
         if event.accepted:
             self.model_error = ''
             self._version_pub.publish(String(data=event.version))
@@ -385,9 +395,11 @@ class PerceptionNode(Node):
         return cv2.addWeighted(rgb, 1.0 - alpha, colorize(labels), alpha, 0.0)
 
     def _tick(self) -> None:
+        # read before the tick: a model accepted in between must not make its STALE look late
+        loading = self._loading_first_model
         status, _, samples = self.pipeline.tick(self._now())
         self._on_samples(samples)
-        self._publish_alarm(status)
+        self._publish_alarm(status, quiet_stale=loading)
         node = self._node_status()
         self._diag_pub.publish(
             DiagnosticArray(
@@ -420,14 +432,16 @@ class PerceptionNode(Node):
             status.key_values(),
         )
 
-    def _publish_alarm(self, status: AlarmStatus) -> None:
+    def _publish_alarm(self, status: AlarmStatus, quiet_stale: bool = False) -> None:
         self._alarm_pub.publish(
             DiagnosticArray(
                 header=Header(stamp=self.get_clock().now().to_msg()),
                 status=[self._alarm_status(status)],
             )
         )
-        if status.level >= AlarmLevel.WARN:
+        if status.level >= AlarmLevel.WARN and not (
+            quiet_stale and status.level == AlarmLevel.STALE
+        ):
             self._log('alarm').warning(status.message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _node_status(self):
