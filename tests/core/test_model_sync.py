@@ -1,18 +1,21 @@
 """Model sync: pointer polling, staging, verification and the atomic install; bad packages never
-reach the models directory, a good one is announced exactly once."""
+reach the models directory, a good one is announced exactly once; a download cut by a fault is
+retried at the next poll."""
 
 from __future__ import annotations
 
 import json
+import secrets
 from pathlib import Path
 
 import pytest
 
 from robo_lifelong import model_package as mp
-from robo_lifelong.errors import ModelPackageError
+from robo_lifelong.errors import ModelPackageError, StorageError
 from robo_lifelong.model_sync import CURRENT, ModelSync, first_model_url
 from robo_lifelong.storage import join, open_storage
 from tests.core.test_model_package import ONNX, manifest
+from tests.fakes.fault_proxy import Fault, FaultProxy
 
 
 def installed(models_dir: Path) -> list[str]:
@@ -134,3 +137,40 @@ def test_package_url_without_pointer_is_installed_once(tmp_path):
     sync = ModelSync(str(package.path), tmp_path / 'models')
     assert sync.poll().content_hash == package.content_hash
     assert sync.poll() is None
+
+
+@pytest.fixture(scope='module')
+def fault_bucket(s3_server) -> str:
+    """One bucket for the fault tests (a prefix each): the session's server has room for a few
+    dozen buckets only."""
+    if not s3_server.running:
+        s3_server.start()
+    return s3_server.make_bucket('sync-faults-' + secrets.token_hex(6))
+
+
+@pytest.mark.s3
+@pytest.mark.parametrize('fault', list(Fault), ids=[f.value for f in Fault])
+def test_s3_fault_mid_download_fails_the_poll_cleanly_and_the_next_installs(
+    s3_server, fault_bucket, tmp_path, fault
+):
+    env = s3_server.env
+    local = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=5))
+    package_url = join(fault_bucket, fault.value, 'eval', '1', 'model')
+    mp.publish_package(local, package_url, env)
+    pointer = join(fault_bucket, fault.value, 'deploy', 'index.pkl')
+    mp.write_pointer(pointer, mp.DeployPointer.for_package(local, package_url), env)
+    models = tmp_path / 'models'
+    with FaultProxy(s3_server.ports['s3']) as proxy:
+        sync = ModelSync(pointer, models, environ=dict(env, S3_ENDPOINT_URL=proxy.url))
+        # the pointer and the manifest go through; the model file's download does not
+        model_path = f'/{package_url.removeprefix("s3://")}/{mp.MODEL_FILE}'
+        proxy.set_faults([fault], match=lambda method, path: path == model_path)
+        with pytest.raises(ModelPackageError, match='cannot download') as info:
+            sync.poll()
+        assert isinstance(info.value.__cause__, StorageError)
+        assert proxy.injected[fault] >= 1
+        assert installed(models) == [] and [p.name for p in models.iterdir()] == []
+        proxy.clear()
+        # a failed download is not a rejected package: the next poll installs it
+        assert sync.poll().content_hash == local.content_hash
+    assert installed(models) == [local.content_hash]

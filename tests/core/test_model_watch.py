@@ -1,5 +1,6 @@
 """Hot model swap without ROS: verification (hash, schema, smoke inference), the single-reference
-swap, rejection with the reason while the old model keeps running, and the watched directory."""
+swap, rejection with the reason while the old model keeps running, the watched directory, and a
+watcher thread that survives (and counts) unexpected errors."""
 
 from __future__ import annotations
 
@@ -24,6 +25,7 @@ from robo_lifelong.model_watch import (
     smoke_frame,
     watched_candidate,
 )
+from robo_lifelong.supervision import Level, health_summary
 from tests.core.test_runtime import manifest, tiny_onnx
 
 
@@ -175,3 +177,64 @@ def test_watched_directory_takes_the_highest_version_and_does_not_retry_a_reject
 def test_smoke_frame_is_fixed() -> None:
     np.testing.assert_array_equal(smoke_frame(), smoke_frame())
     assert smoke_frame().dtype == np.uint8 and len(np.unique(smoke_frame())) > 16
+
+
+def test_unexpected_loader_error_is_a_rejection_counted_and_survived(tmp_path: Path) -> None:
+    good = write(tmp_path / 'good')
+    calls: list[str] = []
+
+    def buggy_then_real(path: str, threads: int) -> LoadedModel:
+        calls.append(path)
+        if len(calls) == 1:
+            raise RuntimeError('loader bug (test)')
+        return load_model(path, threads)
+
+    slot, events = ModelSlot(), Events()
+    watcher = ModelWatcher(slot, events, threads=1, loader=buggy_then_real)
+    try:
+        watcher.request(str(good.path))
+        watcher.request(str(good.path))
+        wait_for(lambda: len(events.items) == 2)
+        assert not events.items[0].accepted
+        assert events.items[0].reason == 'RuntimeError: loader bug (test)'
+        assert events.items[1].accepted and slot.current() is not None
+        health = watcher.health()
+        assert health.alive and health.total_failures == 1 and health.failures == 0
+        assert health.last_error == 'RuntimeError: loader bug (test)'
+    finally:
+        watcher.stop()
+
+
+def test_a_failing_event_callback_is_counted_and_survived(tmp_path: Path) -> None:
+    good = write(tmp_path / 'good')
+    seen: list[SwapEvent] = []
+
+    def on_event(event: SwapEvent) -> None:
+        seen.append(event)
+        if len(seen) == 1:
+            raise ValueError('callback bug (test)')
+
+    watcher = ModelWatcher(ModelSlot(), on_event, threads=1)
+    try:
+        watcher.request(str(tmp_path / 'missing'))  # rejected: the callback raises
+        watcher.request(str(good.path))
+        wait_for(lambda: len(seen) == 2)
+        assert seen[1].accepted
+        wait_for(lambda: watcher.health().failures == 0)  # the second step went through
+        assert watcher.health().total_failures == 1
+    finally:
+        watcher.stop()
+
+
+# the thread's death is the point: pytest reports what ended it as a warning
+@pytest.mark.filterwarnings('ignore::pytest.PytestUnhandledThreadExceptionWarning')
+def test_a_dead_watcher_thread_is_an_error_naming_it(tmp_path: Path) -> None:
+    def fatal(path: str, threads: int) -> LoadedModel:
+        raise SystemExit('not an Exception: ends the thread')
+
+    watcher = ModelWatcher(ModelSlot(), Events(), loader=fatal)
+    watcher.request(str(tmp_path))
+    watcher._thread.join(10)
+    assert not watcher.health().alive
+    level, message = health_summary([watcher.health()])
+    assert level is Level.ERROR and message == 'thread model-watch is not running'

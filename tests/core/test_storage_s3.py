@@ -1,7 +1,9 @@
-"""S3 specifics of the storage module on a real SeaweedFS server: errors, credentials, crashes."""
+"""S3 specifics of the storage module on a real SeaweedFS server: errors, credentials, crashes,
+and faults mid-request (5xx, reset, truncated body) behind a fault-injecting proxy."""
 
 from __future__ import annotations
 
+import secrets
 import time
 
 import pytest
@@ -9,6 +11,7 @@ from botocore.stub import Stubber
 
 from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
 from robo_lifelong.storage import S3Storage, join, open_storage
+from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.seaweedfs import SeaweedS3, free_ports
 
 pytestmark = pytest.mark.s3
@@ -96,3 +99,110 @@ def test_data_survives_kill_and_restart(s3_server: SeaweedS3, s3_bucket: str) ->
     assert not store.append_line_once('data.txt', 'a/rgb/1.png a/label/1.png', 'a/rgb/1.png')
     with pytest.raises(ObjectMissing):
         store.read_bytes('never/written.bin')
+
+
+# ---------------------------------------------------------------------------------------------
+# Faults mid-request (tests/fakes/fault_proxy.py): every one is a StorageError naming the URL
+
+BODY = bytes(range(256)) * 400  # 100 KiB: a truncated read stops well inside it
+
+OPERATIONS = {
+    'read_bytes': lambda store, tmp: store.read_bytes('obj.bin'),
+    'read_with_etag': lambda store, tmp: store.read_with_etag('obj.bin'),
+    'download_file': lambda store, tmp: store.download_file('obj.bin', tmp / 'dl' / 'obj.bin'),
+    'exists': lambda store, tmp: store.exists('obj.bin'),
+    'list': lambda store, tmp: store.list(),
+    'write_bytes': lambda store, tmp: store.write_bytes('new.bin', b'new'),
+    'write_if': lambda store, tmp: store.write_if('new.bin', b'new', None),
+    'upload_file': lambda store, tmp: store.upload_file(tmp / 'up.bin', 'up.bin'),
+    'delete': lambda store, tmp: store.delete('obj.bin'),
+    'append_line_once': lambda store, tmp: store.append_line_once('index.txt', 'a b', 'a'),
+}
+
+
+@pytest.fixture
+def proxy(s3_server: SeaweedS3):
+    with FaultProxy(s3_server.ports['s3']) as p:
+        yield p
+
+
+@pytest.fixture(scope='module')
+def fault_bucket(s3_server: SeaweedS3) -> str:
+    """One bucket for the many fault tests: the session's server has room for a few dozen
+    buckets only (each takes 7 of its volumes)."""
+    if not s3_server.running:
+        s3_server.start()
+    return s3_server.make_bucket('faults-' + secrets.token_hex(6))
+
+
+@pytest.fixture
+def fault_url(fault_bucket: str) -> str:
+    """A fresh, empty prefix of the fault tests' bucket."""
+    return join(fault_bucket, secrets.token_hex(6))
+
+
+def proxied(s3_server: SeaweedS3, proxy: FaultProxy, url: str, attempts: int = 1):
+    env = dict(s3_server.env, S3_ENDPOINT_URL=proxy.url)
+    return open_storage(url, environ=env, attempts=attempts)
+
+
+@pytest.mark.parametrize('operation', sorted(OPERATIONS))
+@pytest.mark.parametrize('fault', list(Fault), ids=[f.value for f in Fault])
+def test_every_fault_of_every_operation_is_a_storage_error(
+    s3_server, fault_url, proxy, tmp_path, fault, operation
+) -> None:
+    open_storage(fault_url, environ=s3_server.env).write_bytes('obj.bin', BODY)
+    (tmp_path / 'up.bin').write_bytes(b'upload')
+    store = proxied(s3_server, proxy, fault_url)
+    proxy.set_faults([fault])
+    with pytest.raises(StorageError) as info:
+        OPERATIONS[operation](store, tmp_path)
+    assert proxy.injected[fault] >= 1
+    message = str(info.value)
+    assert fault_url in message
+    assert s3_server.secret_key not in message and s3_server.access_key not in message
+    proxy.clear()
+    store.write_bytes('after.bin', b'ok')  # the same client works again once the faults stop
+    assert store.read_bytes('after.bin') == b'ok'
+
+
+@pytest.mark.parametrize('attempts', [1, 3])
+def test_truncated_body_is_a_storage_error_on_every_read(
+    s3_server, fault_url, proxy, tmp_path, attempts
+) -> None:
+    """The server closes the connection half-way through the body it announced: botocore raises
+    that from Body.read() (ResponseStreamingError), after get_object returned."""
+    open_storage(fault_url, environ=s3_server.env).write_bytes('obj.bin', BODY)
+    store = proxied(s3_server, proxy, fault_url, attempts)
+    proxy.set_faults([Fault.TRUNCATE], match=lambda method, path: method == 'GET')
+    target = tmp_path / 'dl' / 'obj.bin'
+    for read in (
+        lambda: store.read_bytes('obj.bin'),
+        lambda: store.read_with_etag('obj.bin'),
+        lambda: store.download_file('obj.bin', target),
+    ):
+        with pytest.raises(StorageError, match='IncompleteRead') as info:
+            read()
+        assert join(fault_url, 'obj.bin') in str(info.value)
+    assert not target.exists()  # s3transfer renames its temporary file only when complete
+    proxy.clear()
+    assert store.read_bytes('obj.bin') == BODY
+    store.download_file('obj.bin', target)
+    assert target.read_bytes() == BODY
+
+
+def test_a_write_whose_reply_was_cut_did_land(s3_server, fault_url, proxy) -> None:
+    """Why uploads must be idempotent: the request was applied, only its answer was lost."""
+    store = proxied(s3_server, proxy, fault_url)
+    proxy.set_faults([Fault.TRUNCATE], match=lambda method, path: method == 'PUT')
+    with pytest.raises(StorageError):
+        store.write_if('once.bin', b'data', None)
+    proxy.clear()
+    with pytest.raises(PreconditionFailed):
+        store.write_if('once.bin', b'data', None)
+    assert store.read_bytes('once.bin') == b'data'
+
+
+def test_attempts_must_be_positive() -> None:
+    with pytest.raises(StorageError, match='attempts'):
+        open_storage('s3://bucket-x/p', environ={}, attempts=0)

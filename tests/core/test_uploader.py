@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-import http.client
 import json
 import os
 import signal
@@ -13,14 +12,21 @@ import textwrap
 import threading
 import time
 from collections import Counter
-from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import pytest
 
 from robo_lifelong.errors import SpoolFullError, StorageError
 from robo_lifelong.spool import Spool, make_sample_id
 from robo_lifelong.storage import LocalStorage, Storage, join, open_storage
-from robo_lifelong.uploader import TokenBucket, UploadConfig, Uploader, sample_key
+from robo_lifelong.supervision import FailureLog
+from robo_lifelong.uploader import (
+    UPLOAD_S3_ATTEMPTS,
+    TokenBucket,
+    UploadConfig,
+    Uploader,
+    sample_key,
+)
+from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.seaweedfs import SeaweedS3
 
 T0 = 1_795_000_000.0  # 2026-11-18 UTC
@@ -117,6 +123,20 @@ def test_corrupt_sample_stays_spooled_and_does_not_block_others(tmp_path):
     check_uploaded(store, ids[1:])
 
 
+def test_malformed_meta_is_a_corrupt_sample_not_a_failure_retried_forever(tmp_path):
+    spool = Spool(tmp_path / 'spool', BIG, 100)
+    ids = fill(spool, 2)
+    entry = spool.list()[0]
+    meta = entry.meta()
+    meta['files'] = {name: 'not an object' for name in meta['files']}
+    (entry.path / 'meta.json').write_text(json.dumps(meta))
+    store = LocalStorage(tmp_path / 'store')
+    uploader = Uploader(spool, store, UploadConfig('dog-1'))
+    assert uploader.drain() == 1
+    assert uploader.status().corrupt == 1 and uploader.status().total_failures == 0
+    check_uploaded(store, ids[1:])
+
+
 class FlakyStorage(LocalStorage):
     """Local storage whose first ``failures`` conditional writes fail like an unreachable S3."""
 
@@ -143,6 +163,124 @@ def test_failures_back_off_then_drain_and_reset(tmp_path):
     status = uploader.status()
     assert status.failures == 0 and 'unreachable' in status.last_error
     check_uploaded(store, ids)
+
+
+class Lines:
+    """A logger recording what it is given."""
+
+    def __init__(self) -> None:
+        self.lines: list[str] = []
+
+    def warning(self, message: str) -> None:
+        self.lines.append(message)
+
+    error = warning
+
+
+class BuggyStorage(LocalStorage):
+    """Local storage whose first ``failures`` conditional writes raise a RuntimeError, an error
+    nobody mapped (before issue 18, any such error ended the upload thread)."""
+
+    def __init__(self, root, failures: int) -> None:
+        super().__init__(root)
+        self.failures = failures
+
+    def write_if(self, key, data, etag):
+        if self.failures > 0:
+            self.failures -= 1
+            raise RuntimeError('unexpected (test)')
+        return super().write_if(key, data, etag)
+
+
+def test_unexpected_exception_is_counted_and_the_sample_retried(tmp_path):
+    spool = Spool(tmp_path / 'spool', BIG, 100)
+    ids = fill(spool, 3)
+    store = BuggyStorage(tmp_path / 'store', failures=2)
+    lines = Lines()
+    failures = FailureLog('uploads', lines, log_interval_s=0.0)
+    config = UploadConfig('dog-1', backoff_initial_s=0.001, backoff_max_s=0.001)
+    uploader = Uploader(spool, store, config, failures)
+    assert uploader.drain() == 3
+    status = uploader.status()
+    assert status.total_failures == 2 and status.failures == 0
+    assert status.last_error == 'RuntimeError: unexpected (test)'
+    assert spool.list() == []
+    check_uploaded(store, ids)
+    assert sum('Traceback' in line for line in lines.lines) == 1  # once for the type
+
+
+def test_run_carries_on_when_a_step_raises(tmp_path):
+    spool = Spool(tmp_path / 'spool', BIG, 100)
+    ids = fill(spool, 2)
+    store = LocalStorage(tmp_path / 'store')
+    config = UploadConfig('dog-1', backoff_initial_s=0.001, backoff_max_s=0.001)
+    uploader = Uploader(spool, store, config)
+    real_claim, calls, drained = spool.claim, [0], threading.Event()
+
+    def claim(n):
+        calls[0] += 1
+        if calls[0] == 1:
+            raise RuntimeError('spool directory gone (test)')
+        claimed = real_claim(n)
+        if not claimed:
+            drained.set()
+        return claimed
+
+    spool.claim = claim
+    stop = threading.Event()
+    worker = threading.Thread(target=uploader.run, args=(stop, 0.01))
+    worker.start()
+    try:
+        assert drained.wait(30)
+    finally:
+        stop.set()
+        worker.join(30)
+    status = uploader.status()
+    assert status.uploaded == 2 and status.total_failures == 1
+    assert status.last_error == 'RuntimeError: spool directory gone (test)'
+    check_uploaded(store, ids)
+
+
+class CountingStorage(LocalStorage):
+    """Counts conditional writes per key; the first ``index_failures`` reads of the index fail."""
+
+    def __init__(self, root, index_failures: int) -> None:
+        super().__init__(root)
+        self.index_failures = index_failures
+        self.writes: Counter[str] = Counter()
+
+    def write_if(self, key, data, etag):
+        self.writes[key] += 1
+        return super().write_if(key, data, etag)
+
+    def read_with_etag(self, key):
+        if key == 'unlabeled.txt' and self.index_failures > 0:
+            self.index_failures -= 1
+            raise StorageError('index read failed (test)')
+        return super().read_with_etag(key)
+
+
+def test_a_failed_index_append_does_not_redo_the_files(tmp_path):
+    spool = Spool(tmp_path / 'spool', BIG, 100)
+    (sid,) = fill(spool, 1)
+    store = CountingStorage(tmp_path / 'store', index_failures=3)
+    lines = Lines()
+    failures = FailureLog('uploads', lines, log_interval_s=0.0)
+    config = UploadConfig('dog-1', backoff_initial_s=0.001, backoff_max_s=0.001)
+    uploader = Uploader(spool, store, config, failures)
+    assert uploader.drain() == 1
+    files = [k for k in store.writes if k != 'unlabeled.txt']
+    assert len(files) == 3 and all(store.writes[k] == 1 for k in files)  # each file once
+    assert store.writes['unlabeled.txt'] == 1
+    check_uploaded(store, [sid])
+    # the first failure came after the files went through: the store answers, so it is the first
+    # in a row (its backoff starts over); the tries after it got nothing through
+    assert [line.split('(')[1].split(',')[0] for line in lines.lines] == [
+        '1 in a row',
+        '2 in a row',
+        '3 in a row',
+    ]
+    assert uploader.status().total_failures == 3 and uploader.status().failures == 0
 
 
 class RecordingEvent(threading.Event):
@@ -240,73 +378,16 @@ def test_s3_killed_mid_drain_and_restarted(s3_server, s3_bucket, tmp_path):
     check_uploaded(store, ids)
 
 
-class FaultProxy:
-    """Loopback HTTP proxy in front of S3: answers 503 SlowDown while ``fail`` is set, delays
-    each forwarded request by ``delay_s``, otherwise relays requests verbatim (the Host header
-    too, so the client's SigV4 signature stays valid)."""
-
-    def __init__(self, upstream_port: int) -> None:
-        self.fail = False
-        self.delay_s = 0.0
-        self.refused = 0
-        proxy = self
-
-        class Handler(BaseHTTPRequestHandler):
-            protocol_version = 'HTTP/1.1'
-
-            def log_message(self, *args) -> None:  # quiet
-                pass
-
-            def _relay(self) -> None:
-                body = self.rfile.read(int(self.headers.get('Content-Length') or 0))
-                if proxy.fail:
-                    proxy.refused += 1
-                    reply = b'<Error><Code>SlowDown</Code><Message>test</Message></Error>'
-                    self.send_response(503)
-                    self.send_header('Content-Type', 'application/xml')
-                    self.send_header('Content-Length', str(len(reply)))
-                    self.end_headers()
-                    self.wfile.write(reply)
-                    return
-                time.sleep(proxy.delay_s)
-                conn = http.client.HTTPConnection('127.0.0.1', upstream_port, timeout=30)
-                try:
-                    conn.request(self.command, self.path, body, dict(self.headers.items()))
-                    response = conn.getresponse()
-                    data = response.read()
-                finally:
-                    conn.close()
-                self.send_response(response.status)
-                for name, value in response.getheaders():
-                    if name.lower() not in ('transfer-encoding', 'connection', 'content-length'):
-                        self.send_header(name, value)
-                self.send_header('Content-Length', str(len(data)))
-                self.end_headers()
-                if self.command != 'HEAD':
-                    self.wfile.write(data)
-
-            do_GET = do_PUT = do_POST = do_HEAD = do_DELETE = _relay
-
-        self.server = ThreadingHTTPServer(('127.0.0.1', 0), Handler)
-        self.server.daemon_threads = True
-        self.url = f'http://127.0.0.1:{self.server.server_address[1]}'
-        self._thread = threading.Thread(target=self.server.serve_forever, daemon=True)
-        self._thread.start()
-
-    def close(self) -> None:
-        self.server.shutdown()
-        self.server.server_close()
-
-
 @pytest.fixture
 def proxy(s3_server):
-    p = FaultProxy(s3_server.ports['s3'])
-    yield p
-    p.close()
+    with FaultProxy(s3_server.ports['s3']) as p:
+        yield p
 
 
 def proxied(s3_server, proxy, url):
-    return open_storage(url, environ=dict(s3_server.env, S3_ENDPOINT_URL=proxy.url))
+    """The store as the bridge opens it (one botocore try per request), through ``proxy``."""
+    env = dict(s3_server.env, S3_ENDPOINT_URL=proxy.url)
+    return open_storage(url, environ=env, attempts=UPLOAD_S3_ATTEMPTS)
 
 
 @pytest.mark.s3
@@ -315,7 +396,7 @@ def test_503_and_slow_store_back_off_then_drain(s3_server, s3_bucket, proxy, tmp
     ids = fill(spool, 12)
     config = UploadConfig('dog-1', parallel=2, backoff_initial_s=0.1, backoff_max_s=0.5)
     uploader = Uploader(spool, proxied(s3_server, proxy, s3_bucket), config)
-    proxy.fail = True
+    proxy.set_faults([Fault.ERROR])
     stop = threading.Event()
     worker = threading.Thread(target=uploader.drain, args=(stop,))
     worker.start()
@@ -324,13 +405,14 @@ def test_503_and_slow_store_back_off_then_drain(s3_server, s3_bucket, proxy, tmp
         while uploader.status().failures < 2 and time.monotonic() < deadline:
             time.sleep(0.05)
         status = uploader.status()
-        assert status.uploaded == 0 and status.failures >= 2 and proxy.refused > 0
+        assert status.uploaded == 0 and status.failures >= 2 and proxy.injected[Fault.ERROR] > 0
         assert s3_server.secret_key not in status.last_error
-        proxy.fail, proxy.delay_s = False, 0.2  # back, but slow
+        proxy.delay_s = 0.2
+        proxy.clear()  # back, but slow
         worker.join(timeout=60)
         assert not worker.is_alive()
     finally:
-        proxy.fail = False
+        proxy.clear()
         stop.set()
         worker.join()
     assert uploader.status().failures == 0
@@ -342,7 +424,7 @@ def test_full_spool_refuses_new_samples_and_loses_none(s3_server, s3_bucket, pro
     spool = Spool(tmp_path / 'spool', BIG, 5)
     config = UploadConfig('dog-1', backoff_initial_s=0.05, backoff_max_s=0.2)
     uploader = Uploader(spool, proxied(s3_server, proxy, s3_bucket), config)
-    proxy.fail = True
+    proxy.set_faults([Fault.ERROR])
     stop = threading.Event()
     worker = threading.Thread(target=uploader.run, args=(stop, 0.05))
     worker.start()
@@ -354,7 +436,7 @@ def test_full_spool_refuses_new_samples_and_loses_none(s3_server, s3_bucket, pro
         while uploader.status().failures == 0 and time.monotonic() < deadline:
             time.sleep(0.05)
         assert len(spool.list()) == 5 and uploader.status().failures > 0
-        proxy.fail = False
+        proxy.clear()
         deadline = time.monotonic() + 30
         while spool.list() and time.monotonic() < deadline:
             time.sleep(0.05)
@@ -362,6 +444,85 @@ def test_full_spool_refuses_new_samples_and_loses_none(s3_server, s3_bucket, pro
         stop.set()
         worker.join(timeout=30)
     check_uploaded(open_storage(s3_bucket, environ=s3_server.env), ids)
+
+
+def seeded_index(s3_server, s3_bucket, tmp_path) -> str:
+    """One sample uploaded without faults, so the index has a body to cut in half."""
+    spool = Spool(tmp_path / 'seed-spool', BIG, 10)
+    (sid,) = fill(spool, 1, robot='seed', t0=T0 - 1000)
+    Uploader(spool, open_storage(s3_bucket, environ=s3_server.env), UploadConfig('seed')).drain()
+    return sid
+
+
+def wait_for(condition, timeout: float = 30.0) -> bool:
+    deadline = time.monotonic() + timeout
+    while not condition():
+        if time.monotonic() > deadline:
+            return False
+        time.sleep(0.01)
+    return True
+
+
+@pytest.mark.s3
+def test_truncated_index_reads_are_survived_without_redoing_the_files(
+    s3_server, s3_bucket, proxy, tmp_path
+):
+    seed = seeded_index(s3_server, s3_bucket, tmp_path)
+    spool = Spool(tmp_path / 'spool', BIG, 100)
+    ids = fill(spool, 3)
+    config = UploadConfig('dog-1', backoff_initial_s=0.001, backoff_max_s=0.05)
+    uploader = Uploader(spool, proxied(s3_server, proxy, s3_bucket), config)
+    index_path = f'/{s3_bucket.removeprefix("s3://")}/unlabeled.txt'
+    proxy.set_faults([Fault.TRUNCATE], match=lambda m, p: m == 'GET' and p == index_path)
+    stop = threading.Event()
+    worker = threading.Thread(target=uploader.drain, args=(stop,))
+    worker.start()
+    try:
+        assert proxy.wait_injected(lambda n: n[Fault.TRUNCATE] >= 4, 30)
+        assert wait_for(lambda: uploader.status().total_failures >= 4)
+        status = uploader.status()
+        assert worker.is_alive() and status.uploaded == 0 and status.failures >= 1
+        assert 'ResponseStreamingError' in status.last_error
+        assert 'IncompleteRead' in status.last_error
+        proxy.clear()
+        worker.join(60)
+        assert not worker.is_alive()
+    finally:
+        proxy.clear()
+        stop.set()
+        worker.join()
+    store = open_storage(s3_bucket, environ=s3_server.env)
+    check_uploaded(store, [seed, *ids])
+    file_puts = {p: n for (m, p), n in proxy.requests.items() if m == 'PUT' and '/samples/' in p}
+    assert len(file_puts) == 3 * 3 and set(file_puts.values()) == {1}  # never redone
+    assert uploader.status().failures == 0
+
+
+@pytest.mark.s3
+def test_random_faults_of_every_kind_lose_and_duplicate_nothing(
+    s3_server, s3_bucket, proxy, tmp_path
+):
+    uploaders, expected = [], []
+    for r in range(3):
+        spool = Spool(tmp_path / f'spool{r}', BIG, 100)
+        expected += fill(spool, 8, robot=f'dog-{r}')
+        config = UploadConfig(f'dog-{r}', parallel=2, backoff_max_s=0.05)
+        uploaders.append(Uploader(spool, proxied(s3_server, proxy, s3_bucket), config))
+    proxy.set_faults(tuple(Fault), rate=0.3, seed=18)
+    threads = [threading.Thread(target=u.drain) for u in uploaders]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join(120)
+    assert not any(t.is_alive() for t in threads)
+    proxy.clear()
+    check_uploaded(open_storage(s3_bucket, environ=s3_server.env), expected)
+    assert all(u.spool.list() == [] for u in uploaders)
+    # each failed try is an injected fault; every 503 and reset failed one (a truncated reply
+    # whose status line arrived may still be an answer: a cut 412 or 404 is still a 412 or 404)
+    failed = sum(u.status().total_failures for u in uploaders)
+    assert 0 < proxy.injected[Fault.ERROR] + proxy.injected[Fault.RESET] <= failed
+    assert failed <= sum(proxy.injected.values())
 
 
 _KILLED_UPLOADER = textwrap.dedent(

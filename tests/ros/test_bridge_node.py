@@ -1,5 +1,7 @@
 """bridge node in a subprocess (real rclpy): drains a spool to local and S3 storage while
-/diagnostics shows the backlog falling to zero, and announces a new model package once."""
+/diagnostics shows the backlog falling to zero, and announces a new model package once; S3
+faults (truncated bodies, resets, 5xx) and unexpected exceptions are reported while they last
+and survived, and a dead worker thread is an ERROR naming it."""
 
 from __future__ import annotations
 
@@ -9,73 +11,38 @@ import random
 import signal
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
-import rclpy
-from diagnostic_msgs.msg import DiagnosticArray
-from rclpy.context import Context
-from rclpy.executors import SingleThreadedExecutor
-from std_msgs.msg import String
 
 from robo_lifelong import model_package as mp
-from robo_lifelong.nodes.bridge_node import MODEL_UPDATE_TOPIC, STATUS_TOPIC
-from robo_lifelong.nodes.qos import LATCHED_QOS
 from robo_lifelong.spool import Spool
-from robo_lifelong.storage import open_storage
+from robo_lifelong.storage import join, open_storage
+from robo_lifelong.uploader import UploadConfig, Uploader
 from tests.core.test_model_package import ONNX, manifest
-from tests.core.test_uploader import check_uploaded, fill
+from tests.core.test_uploader import T0, check_uploaded, fill
+from tests.fakes.fault_proxy import Fault, FaultProxy
+from tests.ros.diagnostics_listener import DiagnosticsListener
 
 pytestmark = pytest.mark.ros
 
 DOMAIN_ID = random.Random(os.getpid()).randint(150, 200)  # this module's private domain
+BRIDGE = 'robo_lifelong.nodes.bridge_node'
+FAULTY_NODE = Path(__file__).with_name('faulty_node.py')
+UPLOADS, MODELS = 'bridge: uploads', 'bridge: models'
+OK, WARN, ERROR = b'\x00', b'\x01', b'\x02'
 
 
-class Listener:
-    """An in-process node recording /diagnostics, bridge/status and model/update."""
+class Listener(DiagnosticsListener):
+    """The test listener on this module's domain; ``diagnostics`` are the 'bridge: uploads'
+    statuses."""
 
     def __init__(self) -> None:
-        self.context = Context()
-        rclpy.init(context=self.context, domain_id=DOMAIN_ID)
-        self.node = rclpy.create_node('bridge_test_listener', context=self.context)
-        self.executor = SingleThreadedExecutor(context=self.context)
-        self.executor.add_node(self.node)
-        self.diagnostics: list[dict] = []
-        self.status: list[str] = []
-        self.updates: list[str] = []
-        self.node.create_subscription(DiagnosticArray, '/diagnostics', self._on_diag, 10)
-        self.node.create_subscription(
-            String, STATUS_TOPIC, lambda m: self.status.append(m.data), 10
-        )
-        self.node.create_subscription(
-            String, MODEL_UPDATE_TOPIC, lambda m: self.updates.append(m.data), LATCHED_QOS
-        )
+        super().__init__(DOMAIN_ID)
 
-    def _on_diag(self, msg: DiagnosticArray) -> None:
-        for status in msg.status:
-            if status.name == 'bridge: uploads':
-                values = {kv.key: kv.value for kv in status.values}
-                self.diagnostics.append(
-                    dict(
-                        values,
-                        level=status.level,
-                        message=status.message,
-                        hardware_id=status.hardware_id,
-                    )
-                )
-
-    def spin_until(self, condition, timeout: float) -> bool:
-        deadline = time.monotonic() + timeout
-        while time.monotonic() < deadline:
-            self.executor.spin_once(timeout_sec=0.05)
-            if condition():
-                return True
-        return False
-
-    def close(self) -> None:
-        self.node.destroy_node()
-        rclpy.try_shutdown(context=self.context)
+    @property
+    def diagnostics(self) -> list[dict]:
+        return self.statuses[UPLOADS]
 
 
 @pytest.fixture
@@ -85,11 +52,20 @@ def listener():
     lis.close()
 
 
-def start_bridge(params: dict, env_extra: dict | None = None) -> subprocess.Popen:
+def start_bridge(
+    params: dict, env_extra: dict | None = None, inject: tuple[str, str, int] | None = None
+) -> subprocess.Popen:
+    """The bridge in a subprocess; ``inject`` = (target, exception, times) runs it through
+    tests/ros/faulty_node.py with that function patched to raise."""
     env = dict(os.environ, ROS_DOMAIN_ID=str(DOMAIN_ID), PYTHONUNBUFFERED='1', **(env_extra or {}))
     env.setdefault('AMENT_PREFIX_PATH', sys.prefix)
     args = sum((['-p', f'{k}:={v}'] for k, v in params.items()), [])
-    cmd = [sys.executable, '-m', 'robo_lifelong.nodes.bridge_node', '--ros-args', *args]
+    if inject is None:
+        cmd = [sys.executable, '-m', BRIDGE]
+    else:
+        target, error, times = inject
+        cmd = [sys.executable, str(FAULTY_NODE), BRIDGE, target, error, str(times)]
+    cmd += ['--ros-args', *args]
     return subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT)
 
 
@@ -191,3 +167,158 @@ def test_bridge_uploads_to_s3_and_warns_while_unreachable(
         log = stop_bridge(proc)
     assert proc.returncode == 0, log
     check_uploaded(open_storage(f'{s3_bucket}/fleet', environ=s3_server.env), ids)
+
+
+def uploads_status(listener: Listener) -> dict:
+    """The 'uploads' part of the last bridge/status ({} before the first one arrived)."""
+    return json.loads(listener.status[-1])['uploads'] if listener.status else {}
+
+
+@pytest.mark.s3
+def test_bridge_reports_s3_faults_while_they_last_then_delivers_everything_once(
+    tmp_path, listener, s3_server, s3_bucket
+):
+    robot = f'dog-faults-{os.getpid()}'
+    url = f'{s3_bucket}/fleet'
+    store = open_storage(url, environ=s3_server.env)
+    # one sample indexed before, so the index has a body to cut in half
+    seed_spool = Spool(tmp_path / 'seed', 10**12, 10)
+    seed = fill(seed_spool, 1, robot=robot, t0=T0 - 1000)
+    Uploader(seed_spool, store, UploadConfig(robot)).drain()
+    package = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=7))
+    package_url = join(s3_bucket, 'models', 'v7')
+    mp.publish_package(package, package_url, s3_server.env)
+    pointer = join(s3_bucket, 'deploy', 'index.pkl')
+    mp.write_pointer(pointer, mp.DeployPointer.for_package(package, package_url), s3_server.env)
+    ids = fill(Spool(tmp_path / 'spool', 10**12, 1000), 6, robot=robot)
+    params = {
+        'spool_dir': tmp_path / 'spool',
+        'storage_url': url,
+        'robot_id': robot,
+        'model_url': pointer,
+        'models_dir': tmp_path / 'models',
+        'upload_poll_s': 0.2,
+        'model_poll_s': 0.2,
+        'status_period_s': 0.2,
+        'backoff_max_s': 0.5,
+    }
+    with FaultProxy(s3_server.ports['s3']) as proxy:
+        # first every response body is cut in half (the defect of issue 18 killed both threads)
+        proxy.set_faults([Fault.TRUNCATE], match=lambda method, path: method == 'GET')
+        proc = start_bridge(params, dict(s3_server.env, S3_ENDPOINT_URL=proxy.url))
+        try:
+
+            def failing(name: str, reason: str) -> bool:
+                last = listener.last(name)
+                return bool(last) and last['level'] == WARN and reason in last['message']
+
+            assert listener.spin_until(
+                lambda: failing(UPLOADS, 'IncompleteRead') and failing(MODELS, 'IncompleteRead'),
+                60,
+            ), (listener.last(UPLOADS), listener.last(MODELS))
+            assert listener.last(UPLOADS)['thread_alive'] == 'True'
+            assert listener.last(MODELS)['thread_alive'] == 'True'
+            assert listener.spin_until(
+                lambda: (
+                    uploads_status(listener).get('failures', 0) > 0
+                    and 'IncompleteRead' in uploads_status(listener)['last_error']
+                ),
+                10,
+            ), listener.status[-1:]
+
+            # then resets, 503s and truncated replies take turns on every request
+            before = dict(proxy.injected)
+            proxy.set_faults(tuple(Fault))
+            assert listener.spin_until(
+                lambda: all(proxy.injected[f] > before.get(f, 0) for f in Fault), 60
+            ), proxy.injected
+            received = len(listener.diagnostics)
+            assert listener.spin_until(lambda: len(listener.diagnostics) >= received + 3, 10)
+            assert proc.poll() is None
+            during = list(listener.diagnostics)
+            statuses = [json.loads(s) for s in listener.status]
+        finally:
+            proxy.clear()
+        try:
+            # from the first failure until the faults stopped, nothing claimed to be fine
+            first = next(i for i, d in enumerate(during) if d['level'] != OK)
+            assert all(d['level'] == WARN and 'failing' in d['message'] for d in during[first:])
+            first = next(i for i, s in enumerate(statuses) if s['uploads']['failures'])
+            assert all(s['uploads']['failures'] > 0 for s in statuses[first:])
+            assert all(d['backlog_count'] == '6' and d['uploaded'] == '0' for d in during)
+
+            assert listener.spin_until(
+                lambda: (
+                    listener.diagnostics[-1]['backlog_count'] == '0'
+                    and listener.diagnostics[-1]['uploaded'] == '6'
+                    and listener.diagnostics[-1]['level'] == OK
+                    and listener.updates
+                ),
+                60,
+            ), (listener.diagnostics[-1], listener.updates)
+            assert listener.updates == [str(tmp_path / 'models' / package.content_hash)]
+            assert listener.spin_until(lambda: uploads_status(listener).get('uploaded') == 6, 5)
+            uploads = uploads_status(listener)
+            assert uploads['failures'] == 0 and uploads['total_failures'] > 0
+        finally:
+            log = stop_bridge(proc)
+    assert proc.returncode == 0, log
+    assert 'uploaded 6 samples' in log
+    check_uploaded(store, [*seed, *ids])  # nothing lost, nothing twice in unlabeled.txt
+    text = log + ''.join(listener.status) + json.dumps(dict(listener.statuses), default=str)
+    assert s3_server.secret_key not in text and s3_server.access_key not in text
+
+
+def test_bridge_upload_thread_counts_an_unexpected_exception_and_carries_on(tmp_path, listener):
+    robot = f'dog-bug-{os.getpid()}'
+    ids = fill(Spool(tmp_path / 'spool', 10**12, 100), 3, robot=robot)
+    params = {
+        'spool_dir': tmp_path / 'spool',
+        'storage_url': tmp_path / 'store',
+        'robot_id': robot,
+        'upload_poll_s': 0.2,
+        'status_period_s': 0.2,
+    }
+    proc = start_bridge(params, inject=('robo_lifelong.uploader:Uploader.step', 'RuntimeError', 2))
+    try:
+        assert listener.spin_until(
+            lambda: (
+                listener.diagnostics
+                and listener.diagnostics[-1]['uploaded'] == '3'
+                and listener.diagnostics[-1]['total_failures'] == '2'
+            ),
+            30,
+        ), listener.diagnostics[-1:]
+        last = listener.diagnostics[-1]
+        assert last['level'] == OK and last['thread_alive'] == 'True'
+        assert last['last_error'] == 'RuntimeError: injected by the test'
+        assert listener.spin_until(lambda: uploads_status(listener).get('total_failures') == 2, 5)
+    finally:
+        log = stop_bridge(proc)
+    assert proc.returncode == 0, log
+    assert 'Traceback' in log  # logged with its traceback, once
+    check_uploaded(open_storage(str(tmp_path / 'store')), ids)
+
+
+def test_a_dead_upload_thread_is_a_diagnostics_error_naming_it(tmp_path, listener):
+    params = {
+        'spool_dir': tmp_path / 'spool',
+        'storage_url': tmp_path / 'store',
+        'status_period_s': 0.2,
+    }
+    # SystemExit is no Exception: it ends the thread it is raised in, as a supervisor bug might
+    proc = start_bridge(params, inject=('robo_lifelong.uploader:Uploader.step', 'SystemExit', -1))
+    try:
+        assert listener.spin_until(
+            lambda: listener.diagnostics and listener.diagnostics[-1]['level'] == ERROR, 30
+        ), listener.diagnostics[-1:]
+        last = listener.diagnostics[-1]
+        assert last['message'].startswith('thread bridge-upload is not running')
+        assert last['thread_alive'] == 'False'
+        assert listener.spin_until(
+            lambda: uploads_status(listener).get('thread', {}).get('alive') is False, 5
+        )
+        assert proc.poll() is None  # the node itself is still up and says so
+    finally:
+        log = stop_bridge(proc)
+    assert proc.returncode == 0, log

@@ -10,6 +10,8 @@ never by a half-loaded one. A rejected package leaves the slot untouched.
 Packages come from ``request(path)`` (the ``model/update`` topic) and, optionally, a watched
 directory: either a package itself or a directory of package directories, of which the highest
 ``version`` is taken. A candidate that was rejected is not retried until its manifest changes.
+The watcher thread is supervised (``supervision``): an unexpected exception (a loader or callback
+bug, a file vanishing mid-poll) is counted in ``health()`` and the thread carries on.
 """
 
 from __future__ import annotations
@@ -28,10 +30,14 @@ import numpy as np
 from .errors import ModelPackageError, RoboLifelongError
 from .model_package import MANIFEST_FILE, ModelPackage, load_package
 from .runtime import SegmentationRuntime
+from .supervision import FailureLog, Health, SupervisedThread, describe
 
 log = logging.getLogger(__name__)
 
 _SMOKE_SIZE = (48, 64)  # (H, W) of the fixed smoke-test frame; the runtime resizes it
+# after an unexpected failure: retry soon (the next request may be fine), never spin
+_BACKOFF_INITIAL_S = 0.1
+_BACKOFF_MAX_S = 5.0
 
 
 @dataclass(frozen=True)
@@ -167,26 +173,35 @@ class ModelWatcher:
         self._loader = loader
         self._requests: queue.Queue[str | None] = queue.Queue()
         self._tried: set[tuple[str, int, int]] = set()
-        self._thread = threading.Thread(target=self._run, name='model-watch', daemon=True)
-        self._thread.start()
+        self._stop = threading.Event()
+        self._thread = SupervisedThread(
+            'model-watch',
+            self._step,
+            self._stop,
+            failures=FailureLog('model-watch', log),
+            backoff_initial_s=_BACKOFF_INITIAL_S,
+            backoff_max_s=_BACKOFF_MAX_S,
+        ).start()
 
     def request(self, path: str) -> None:
         """Queue a package path for verification and swap; returns at once."""
         self._requests.put(path)
 
+    def health(self) -> Health:
+        return self._thread.health()
+
     def stop(self, timeout: float = 5.0) -> None:
-        self._requests.put(None)
+        self._stop.set()
+        self._requests.put(None)  # wakes a thread waiting for a request
         self._thread.join(timeout)
 
-    def _run(self) -> None:
-        while True:
-            try:
-                path = self._requests.get(timeout=self.poll_s if self.watch_dir else None)
-            except queue.Empty:
-                self._poll()
-                continue
-            if path is None:
-                return
+    def _step(self) -> None:
+        try:
+            path = self._requests.get(timeout=self.poll_s if self.watch_dir else None)
+        except queue.Empty:
+            self._poll()
+            return
+        if path is not None:
             self._try(path)
 
     def _poll(self) -> None:
@@ -207,6 +222,11 @@ class ModelWatcher:
             log.warning('model package %s rejected: %s', path, e)
             self.on_event(SwapEvent(path, False, None, str(e)))
             return
+        except Exception as e:
+            # a bug or an error nobody mapped: still a rejection the node must hear of, and a
+            # failure of this thread for its supervisor to count and log with the traceback
+            self.on_event(SwapEvent(path, False, None, describe(e)))
+            raise
         if current is not None and model.package.content_hash == current.package.content_hash:
             log.info('model package %s is the model in use (%s): no swap', path, model.version)
             return

@@ -30,6 +30,7 @@ from .errors import ConfigError, FrameError, ImageConversionError, SpoolError, S
 from .image_conversion import ImageLike, image_to_numpy
 from .model_watch import LoadedModel, ModelSlot
 from .spool import Spool, make_sample_id
+from .supervision import FailureLog, Health, SupervisedThread, describe
 from .terrain import (
     GaitAdvice,
     GaitAdvisor,
@@ -166,7 +167,12 @@ class SampleOutcome:
 
 class SampleWriter:
     """Packs and spools collected frames in a worker thread (``threaded=False``: in ``submit``,
-    for offline replay). A full queue refuses the sample with an outcome, never silently."""
+    for offline replay). A full queue refuses the sample with an outcome, never silently.
+
+    The thread is supervised: a sample whose writing raises anything unexpected is refused with
+    the reason, the failure is counted in ``health()`` and logged, and the thread goes on with the
+    next sample.
+    """
 
     def __init__(
         self,
@@ -181,13 +187,22 @@ class SampleWriter:
         self.png_compression = png_compression
         self._done: queue.SimpleQueue[SampleOutcome] = queue.SimpleQueue()
         self._todo: queue.Queue[SampleRequest | None] | None = None
-        self._thread: threading.Thread | None = None
+        self._thread: SupervisedThread | None = None
+        self._stop = threading.Event()
         if threaded:
             self._todo = queue.Queue(maxsize=max_queue)
-            self._thread = threading.Thread(
-                target=self._run, args=(self._todo,), name='sample-writer', daemon=True
-            )
-            self._thread.start()
+            self._thread = SupervisedThread(
+                'sample-writer',
+                self._step,
+                self._stop,
+                failures=FailureLog('sample-writer', log),
+                backoff_initial_s=0.05,  # the next sample may well be fine: retry soon
+                backoff_max_s=1.0,
+            ).start()
+
+    def health(self) -> Health | None:
+        """The writer thread's health; None when not threaded."""
+        return None if self._thread is None else self._thread.health()
 
     def submit(self, request: SampleRequest) -> None:
         if self._todo is None:
@@ -210,12 +225,25 @@ class SampleWriter:
     def close(self, timeout: float = 10.0) -> None:
         """Finish the queued samples and stop the thread."""
         if self._todo is not None and self._thread is not None:
-            self._todo.put(None)
+            try:
+                self._todo.put(None, timeout=timeout)
+            except queue.Full:  # the thread is not taking samples: stop it where it is
+                self._stop.set()
             self._thread.join(timeout)
 
-    def _run(self, todo: queue.Queue[SampleRequest | None]) -> None:
-        while (request := todo.get()) is not None:
-            self._done.put(self._write(request))
+    def _step(self) -> None:
+        request = self._todo.get()
+        if request is None:
+            self._stop.set()
+            return
+        try:
+            outcome = self._write(request)
+        except Exception as e:
+            # a bug or an error nobody mapped: the sample is refused with the reason, and the
+            # supervisor counts the failure and logs its traceback
+            self._done.put(SampleOutcome(request, None, describe(e)))
+            raise
+        self._done.put(outcome)
 
     def _write(self, r: SampleRequest) -> SampleOutcome:
         try:

@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import fcntl
 import hashlib
+import http.client
 import logging
 import os
 import random
@@ -30,7 +31,9 @@ from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
 
 log = logging.getLogger(__name__)
 
-# botocore's own retries (tries, not retries: `max_attempts` would count retries only)
+# botocore's own retries (tries, not retries: `max_attempts` would count retries only), for
+# callers without a retry loop of their own; a caller that has one (the uploader) opens its store
+# with attempts=1, so botocore's backoff is not stacked on its own
 S3_TOTAL_ATTEMPTS = 3
 S3_CONNECT_TIMEOUT_S = 3.0
 S3_READ_TIMEOUT_S = 30.0
@@ -140,15 +143,18 @@ class Storage(ABC):
         )
 
 
-def open_storage(url: str, environ: Mapping[str, str] | None = None) -> Storage:
+def open_storage(
+    url: str, environ: Mapping[str, str] | None = None, attempts: int = S3_TOTAL_ATTEMPTS
+) -> Storage:
     """Storage for a local path (or ``file://`` URL) or ``s3://bucket[/prefix]``.
 
-    ``environ`` (default ``os.environ``) supplies the S3 endpoint and keys.
+    ``environ`` (default ``os.environ``) supplies the S3 endpoint and keys; ``attempts`` is how
+    often botocore tries each S3 request (1: no retries, the caller retries).
     """
     if not isinstance(url, str) or not url.strip():
         raise StorageError(f'storage URL must be a non-empty string, got {url!r}')
     if url.startswith('s3://'):
-        return S3Storage(url, os.environ if environ is None else environ)
+        return S3Storage(url, os.environ if environ is None else environ, attempts)
     if url.startswith('file://'):
         return LocalStorage(url[len('file://') :])
     if re.match(r'^[A-Za-z][A-Za-z0-9+.-]*://', url):
@@ -286,7 +292,11 @@ class LocalStorage(Storage):
 class S3Storage(Storage):
     """``s3://bucket[/prefix]`` through boto3 (path-style addressing for custom endpoints)."""
 
-    def __init__(self, url: str, environ: Mapping[str, str]) -> None:
+    def __init__(
+        self, url: str, environ: Mapping[str, str], attempts: int = S3_TOTAL_ATTEMPTS
+    ) -> None:
+        if attempts < 1:
+            raise StorageError(f'S3 attempts must be >= 1, got {attempts!r}')
         bucket, _, prefix = url[len('s3://') :].partition('/')
         if not _BUCKET_RE.match(bucket):
             raise StorageError(
@@ -306,7 +316,7 @@ class S3Storage(Storage):
                 f'S3_ENDPOINT_URL must include the scheme (http:// or https://), '
                 f'got {self.endpoint_url!r}'
             )
-        self._client = _make_client(self.endpoint_url, environ)
+        self._client = _make_client(self.endpoint_url, environ, attempts)
 
     def __repr__(self) -> str:
         return f'S3Storage({self.url!r}, endpoint_url={self.endpoint_url!r})'
@@ -323,9 +333,30 @@ class S3Storage(Storage):
             lambda: call(Bucket=self.bucket, Key=self._key(key), **kwargs),
         )
 
+    def _get(self, key: str) -> tuple[bytes, str]:
+        """``(body, etag)`` of ``key``; the body is read inside the guard, because a connection
+        that breaks mid-body fails in ``read()``, long after get_object returned."""
+
+        def fetch() -> tuple[bytes, str]:
+            response = self._client.get_object(Bucket=self.bucket, Key=self._key(key))
+            body = response['Body']  # not `with`: its __enter__ gives the raw urllib3 stream
+            try:
+                return body.read(), response['ETag']
+            finally:
+                body.close()
+
+        return self._guarded('get_object', self.url_for(key), fetch)
+
     def _guarded(self, operation: str, target: str, fn):
-        """``fn()``; its failures become StorageError naming the URL (never the credentials)."""
+        """``fn()``; its failures become StorageError naming the URL (never the credentials).
+
+        The one path of every S3 call, streaming reads and s3transfer's file transfers included:
+        whatever botocore, boto3, s3transfer, urllib3 or the socket raise on the way is mapped
+        here, so callers only ever see StorageError (or its subclasses).
+        """
+        from boto3.exceptions import Boto3Error
         from botocore.exceptions import BotoCoreError, ClientError, NoCredentialsError
+        from urllib3.exceptions import HTTPError as URLLib3Error
 
         try:
             return fn()
@@ -350,15 +381,26 @@ class S3Storage(Storage):
                 f'{operation} {target!r}: no S3 credentials (set ACCESS_KEY_ID and '
                 'SECRET_ACCESS_KEY, or the AWS variables)'
             ) from e
-        except BotoCoreError as e:
-            # connection refused or timed out, after botocore's bounded retries
+        except (
+            BotoCoreError,
+            URLLib3Error,
+            http.client.HTTPException,
+            ConnectionError,
+            TimeoutError,
+        ) as e:
+            # refused, reset or timed out, or cut off mid-body (after botocore's own tries)
             endpoint = self.endpoint_url or '(AWS default)'
             raise StorageError(
-                f'{operation} {target!r}: S3 endpoint {endpoint!r} unreachable or failing: {e}'
+                f'{operation} {target!r}: S3 endpoint {endpoint!r} unreachable or failing: '
+                f'{_reason(e)}'
             ) from e
+        except (Boto3Error, OSError) as e:
+            # s3transfer's file transfers (retries exhausted, an upload's ClientError wrapped),
+            # a local file they write or read, or a socket error of no kind above
+            raise StorageError(f'{operation} {target!r} failed: {_reason(e)}') from e
 
     def read_bytes(self, key: str) -> bytes:
-        return self._op('get_object', key)['Body'].read()
+        return self._get(key)[0]
 
     def write_bytes(self, key: str, data: bytes) -> None:
         self._op('put_object', key, Body=data)
@@ -396,28 +438,38 @@ class S3Storage(Storage):
 
     def read_with_etag(self, key: str) -> tuple[bytes | None, str | None]:
         try:
-            response = self._op('get_object', key)
+            return self._get(key)
         except ObjectMissing:
             return None, None
-        return response['Body'].read(), response['ETag']
 
     def write_if(self, key: str, data: bytes, etag: str | None) -> str:
         condition = {'IfNoneMatch': '*'} if etag is None else {'IfMatch': etag}
         return self._op('put_object', key, Body=data, **condition)['ETag']
 
 
-def _make_client(endpoint_url: str | None, environ: Mapping[str, str]):
+def _reason(error: BaseException) -> str:
+    """One line naming the error type (a bare 'Max Retries Exceeded' says little) and, for a
+    wrapped one such as s3transfer's, the causes that are the real reason."""
+    parts: list[str] = []
+    current: BaseException | None = error
+    while current is not None and len(parts) < 3:
+        parts.append(f'{type(current).__name__}: {" ".join(str(current).split())}')
+        current = getattr(current, 'last_exception', None) or current.__cause__
+    return ' <- '.join(parts)
+
+
+def _make_client(endpoint_url: str | None, environ: Mapping[str, str], attempts: int):
     try:
         import boto3
         from botocore.config import Config
     except ImportError as e:
         raise StorageError(
-            's3:// URLs need boto3: pip install boto3 (pinned in requirements/edge.txt)'
+            's3:// URLs need boto3: pip install boto3 (pinned in requirements/robot.txt)'
         ) from e
     config = Config(
         connect_timeout=S3_CONNECT_TIMEOUT_S,
         read_timeout=S3_READ_TIMEOUT_S,
-        retries={'mode': 'standard', 'total_max_attempts': S3_TOTAL_ATTEMPTS},
+        retries={'mode': 'standard', 'total_max_attempts': attempts},
         # S3-compatible stores differ in virtual-host DNS and in the newer default checksums
         s3={'addressing_style': 'path'} if endpoint_url else None,
         request_checksum_calculation='when_required',

@@ -15,17 +15,23 @@ appended with ``Storage.append_line_once`` keyed by the sample id, and the sampl
 only after that, so a crash anywhere uploads the sample again under the same keys and the index
 never gets a second line: exactly once as a user sees it.
 
-Failures of the store (unreachable, 5xx, throttling, after botocore's own short retries) make all
-upload threads wait with exponential backoff and full jitter; the spool keeps the samples, and
-the first success resets the backoff, so a returning store drains the backlog oldest first at
-full speed. An optional bandwidth limit (bytes/s, token bucket) shares the robot's Wi-Fi.
+Retries are this module's alone: its store is opened with ``UPLOAD_S3_ATTEMPTS`` (one try per
+request), because botocore's backoff (up to 1 s, then 2 s per request) stacked on ours made a
+store failing 30 % of its requests deliver a twentieth of its normal rate. Any failure of a try
+(the store unreachable, 5xx, a reset or truncated reply, or anything unexpected) puts the sample
+back in the queue and makes that thread wait with exponential backoff and full jitter; the spool
+keeps the samples. What a try got through (verified files, the index line) is remembered for the
+life of the process, so the next try goes on from there: with faults scattered among requests
+each one costs about one request, and the backoff starts over whenever a try made progress,
+while a store that answers nothing backs off to ``backoff_max_s``. After a restart a sample is
+redone from its first file; the conditional writes keep that exactly-once. An optional bandwidth
+limit (bytes/s, token bucket) shares the robot's Wi-Fi.
 """
 
 from __future__ import annotations
 
 import hashlib
 import logging
-import random
 import threading
 import time
 from collections.abc import Callable
@@ -36,11 +42,14 @@ from datetime import datetime, timezone
 from .errors import ConfigError, CorruptSample, PreconditionFailed, SpoolError, StorageError
 from .spool import META_NAME, Spool, SpoolEntry
 from .storage import Storage, join
+from .supervision import FailureLog, backoff_delay, supervise
 
 log = logging.getLogger(__name__)
 
 SAMPLES_PREFIX = 'samples'
 UNLABELED_INDEX = 'unlabeled.txt'
+# botocore tries per S3 request of an uploader's store (see the module doc: we do the retrying)
+UPLOAD_S3_ATTEMPTS = 1
 
 
 @dataclass(frozen=True)
@@ -49,7 +58,9 @@ class UploadConfig:
     index_key: str = UNLABELED_INDEX
     parallel: int = 1  # upload threads
     bandwidth_bytes_per_s: float = 0.0  # 0: unlimited
-    backoff_initial_s: float = 0.5
+    # the first wait after a failure: a few requests' time, so a single lost request costs about
+    # one more; doubling per failure in a row reaches backoff_max_s after a dozen
+    backoff_initial_s: float = 0.005
     backoff_max_s: float = 30.0
 
     def __post_init__(self) -> None:
@@ -73,8 +84,10 @@ class UploadStatus:
     last_upload: float | None  # seconds since the epoch
     last_error: str | None  # message of the most recent failure ('' never: None)
     last_error_time: float | None
-    failures: int  # consecutive failed tries; 0 after a success
-    retry_in_s: float  # > 0 while backing off
+    # failed tries in a row that got nothing through; 0 once a file, index line or sample does
+    failures: int
+    total_failures: int  # failed tries since start
+    retry_in_s: float  # > 0 while an upload thread is backing off
     corrupt: int  # samples left in the spool because their files disagree with meta.json
 
 
@@ -115,12 +128,23 @@ class TokenBucket:
 
 
 class Uploader:
-    """Moves samples from a Spool to a Storage; thread-safe, one instance per spool."""
+    """Moves samples from a Spool to a Storage; thread-safe, one instance per spool.
 
-    def __init__(self, spool: Spool, storage: Storage, config: UploadConfig) -> None:
+    ``failures`` counts and logs the failed tries (the bridge passes one that reports to its
+    node's log, with secrets scrubbed).
+    """
+
+    def __init__(
+        self,
+        spool: Spool,
+        storage: Storage,
+        config: UploadConfig,
+        failures: FailureLog | None = None,
+    ) -> None:
         self.spool = spool
         self.storage = storage
         self.config = config
+        self.failures = failures or FailureLog('uploads', log)
         self._limiter = (
             TokenBucket(config.bandwidth_bytes_per_s) if config.bandwidth_bytes_per_s else None
         )
@@ -128,21 +152,23 @@ class Uploader:
         self._uploaded = 0
         self._uploaded_bytes = 0
         self._last_upload: float | None = None
-        self._last_error: str | None = None
-        self._last_error_time: float | None = None
-        self._failures = 0
-        self._retry_at = 0.0  # time.monotonic() before which no thread tries
+        self._retry_at = 0.0  # time.monotonic() until which the latest backoff lasts
         self._corrupt = 0
+        # sample id -> {key: bytes} this process wrote and verified for it (its files, then the
+        # index); dropped once the sample leaves the spool
+        self._progress: dict[str, dict[str, int]] = {}
 
     def status(self) -> UploadStatus:
+        health = self.failures.health()
         with self._lock:
             return UploadStatus(
                 uploaded=self._uploaded,
                 uploaded_bytes=self._uploaded_bytes,
                 last_upload=self._last_upload,
-                last_error=self._last_error,
-                last_error_time=self._last_error_time,
-                failures=self._failures,
+                last_error=health.last_error,
+                last_error_time=health.last_error_time,
+                failures=health.failures,
+                total_failures=health.total_failures,
                 retry_in_s=max(0.0, self._retry_at - time.monotonic()),
                 corrupt=self._corrupt,
             )
@@ -161,69 +187,75 @@ class Uploader:
     def run(
         self, stop: threading.Event, poll_s: float, wake: threading.Event | None = None
     ) -> None:
-        """Drain, then wait ``poll_s`` (or until ``wake`` is set), until ``stop`` is set."""
+        """``step`` until ``stop`` is set; whatever escapes a step (the spool directory failing,
+        a bug) is counted in ``failures`` and backed off, never the end of the loop."""
         wake = wake or threading.Event()
-        while not stop.is_set():
-            try:
-                self.drain(stop)
-            except (SpoolError, OSError) as e:  # the spool directory itself is failing
-                self._failed(e)
-            wake.wait(poll_s)
-            wake.clear()
+        supervise(
+            lambda: self.step(stop, poll_s, wake),
+            stop,
+            self.failures,
+            self.config.backoff_initial_s,
+            self.config.backoff_max_s,
+        )
+
+    def step(self, stop: threading.Event, poll_s: float, wake: threading.Event) -> None:
+        """Drain, then wait ``poll_s`` or until ``wake`` is set."""
+        self.drain(stop)
+        wake.wait(poll_s)
+        wake.clear()
 
     def _work(self, stop: threading.Event) -> int:
         done = 0
         while not stop.is_set():
-            delay = self._retry_at - time.monotonic()
-            if delay > 0:
-                stop.wait(delay)
-                continue
             claimed = self.spool.claim(1)
             if not claimed:
                 break
-            done += self._process(claimed[0], stop)
+            delivered, wait_s = self._process(claimed[0], stop)
+            done += delivered
+            if wait_s:
+                stop.wait(wait_s)
         return done
 
-    def _process(self, entry: SpoolEntry, stop: threading.Event) -> int:
+    def _process(self, entry: SpoolEntry, stop: threading.Event) -> tuple[int, float]:
+        """One try of ``entry``: ``(samples delivered, seconds to back off)``."""
+        with self._lock:
+            progress = self._progress.setdefault(entry.sample_id, {})
+        before = len(progress)
         try:
             size = self.upload(entry, stop)
+            if size is not None:
+                self.spool.remove(entry.sample_id)
         except CorruptSample as e:
             # kept claimed: skipped until restart, never deleted, never blocking the queue
             log.error('not uploading %s: %s', entry.sample_id, e)
             with self._lock:
                 self._corrupt += 1
-            return 0
-        except (StorageError, SpoolError) as e:
+                self._progress.pop(entry.sample_id, None)
+            return 0, 0.0
+        except Exception as e:  # the store or the spool failing, or a bug: the sample waits
             self.spool.release(entry.sample_id)
-            self._failed(e)
-            return 0
+            return 0, self._failed(e, progressed=len(progress) > before)
         if size is None:  # stopped while waiting for bandwidth
             self.spool.release(entry.sample_id)
-            return 0
-        self.spool.remove(entry.sample_id)
+            return 0, 0.0
         with self._lock:
+            self._progress.pop(entry.sample_id, None)
             self._uploaded += 1
             self._uploaded_bytes += size
             self._last_upload = time.time()
-            self._failures = 0
-            self._retry_at = 0.0
-        return 1
+        self.failures.succeeded()
+        return 1, 0.0
 
-    def _failed(self, error: Exception) -> None:
+    def _failed(self, error: Exception, progressed: bool) -> float:
+        """Count a failed try; returns how long its thread waits before the next one."""
+        # a try that got something through met a failing request, not a failing store: the
+        # backoff starts over instead of growing
+        in_a_row = 1 if progressed else self.failures.failures + 1
+        delay = backoff_delay(in_a_row, self.config.backoff_initial_s, self.config.backoff_max_s)
+        self.failures.failed(error, retry_in_s=delay, restart=progressed)
         with self._lock:
-            self._failures += 1
-            ceiling = min(
-                self.config.backoff_max_s,
-                self.config.backoff_initial_s * 2 ** min(self._failures - 1, 30),
-            )
-            # full jitter, but never less than the initial delay: robots that lost the same
-            # access point must not come back in lockstep, nor spin on a dead endpoint
-            delay = max(self.config.backoff_initial_s, random.uniform(0, ceiling))
             self._retry_at = max(self._retry_at, time.monotonic() + delay)
-            self._last_error = str(error)
-            self._last_error_time = time.time()
-            failures = self._failures
-        log.warning('upload failed (%d in a row), retrying in %.1f s: %s', failures, delay, error)
+        return delay
 
     # -- one sample -----------------------------------------------------------------------------
 
@@ -235,10 +267,16 @@ class Uploader:
         :raises StorageError: the store failed; retrying later is safe.
         """
         stop = stop or threading.Event()
+        with self._lock:
+            done = self._progress.setdefault(entry.sample_id, {})
         try:
             meta_bytes = (entry.path / META_NAME).read_bytes()
             meta = entry.meta()
             listed = meta['files']
+            # a malformed entry is corrupt, not a failure to retry forever
+            infos = listed.values() if isinstance(listed, dict) else None
+            if infos is None or not all(isinstance(info, dict) for info in infos):
+                raise TypeError('meta.json "files" is not an object of objects')
             files = entry.files()
         except (OSError, SpoolError, KeyError, TypeError) as e:
             raise CorruptSample(f'{str(entry.path)!r}: unreadable sample or meta.json') from e
@@ -247,21 +285,23 @@ class Uploader:
                 f'{str(entry.path)!r}: files {sorted(files)} but meta.json lists {sorted(listed)}'
             )
         prefix = sample_key(meta, entry, self.config.robot_id)
-        total = 0
-        for name in sorted(files):
-            data = _read_checked(files[name], listed[name])
-            if not self._put_verified(join(prefix, name), data, stop):
+        # meta.json last: a sample directory with meta.json is complete
+        for name in [*sorted(files), META_NAME]:
+            key = join(prefix, name)
+            if key in done:
+                continue
+            data = meta_bytes if name == META_NAME else _read_checked(files[name], listed[name])
+            if not self._put_verified(key, data, stop):
                 return None
-            total += len(data)
-        # last: a sample directory with meta.json is complete
-        if not self._put_verified(join(prefix, META_NAME), meta_bytes, stop):
-            return None
-        appended = self.storage.append_line_once(
-            self.config.index_key, f'{entry.sample_id} {prefix}', entry.sample_id
-        )
-        if not appended:
-            log.info('%s was already in %s (uploaded before a restart)', entry.sample_id, prefix)
-        return total + len(meta_bytes)
+            done[key] = len(data)
+        if self.config.index_key not in done:
+            appended = self.storage.append_line_once(
+                self.config.index_key, f'{entry.sample_id} {prefix}', entry.sample_id
+            )
+            if not appended:
+                log.info('%s was already in %s (uploaded before)', entry.sample_id, prefix)
+            done[self.config.index_key] = 0
+        return sum(done.values())
 
     def _put_verified(self, key: str, data: bytes, stop: threading.Event) -> bool:
         if self._limiter is not None and not self._limiter.acquire(len(data), stop):

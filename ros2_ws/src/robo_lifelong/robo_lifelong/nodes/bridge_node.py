@@ -1,11 +1,13 @@
 """bridge: the robot's single gateway to the cloud. Samples up (spool -> storage, then the
 unlabeled index), models down (deploy pointer -> verified package in ``models_dir``).
 
-Uploads and model downloads run in two worker threads, so the executor only publishes status;
-a ``unseen/sample`` event wakes the uploader at once instead of at the next poll. Parameters:
-see ``_declare``. Credentials come only from the environment (Sedna's ``S3_ENDPOINT_URL``,
-``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY`` or the AWS variables) and are scrubbed from anything
-published or logged.
+Uploads and model downloads run in two supervised worker threads (``supervision``), so the
+executor only publishes status; a ``unseen/sample`` event wakes the uploader at once instead of at
+the next poll. No exception ends a worker: each is counted, reported (last error, failures in a
+row, total) in bridge/status and /diagnostics, backed off and retried; a worker that is not alive
+anyway is a /diagnostics ERROR naming it. Parameters: see ``_declare``. Credentials come only from
+the environment (Sedna's ``S3_ENDPOINT_URL``, ``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY`` or the AWS
+variables) and are scrubbed from anything published or logged.
 """
 
 from __future__ import annotations
@@ -25,11 +27,12 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from ..errors import ConfigError, RoboLifelongError
+from ..errors import ConfigError
 from ..model_sync import ModelSync, first_model_url
 from ..spool import Spool
 from ..storage import open_storage
-from ..uploader import UNLABELED_INDEX, UploadConfig, Uploader
+from ..supervision import FailureLog, Health, Level, SupervisedThread, health_summary
+from ..uploader import UNLABELED_INDEX, UPLOAD_S3_ATTEMPTS, UploadConfig, Uploader
 from .qos import LATCHED_QOS
 from .spin import run
 
@@ -76,23 +79,25 @@ class BridgeNode(Node):
         self.config = self._declare()
         self._secrets = [v for k in _SECRET_VARIABLES if len(v := os.environ.get(k, '')) >= 4]
         self.spool = Spool(self.config.spool_dir, _READER_BOUND, _READER_BOUND)
+        upload_config = UploadConfig(
+            robot_id=self.config.robot_id,
+            index_key=self.config.index_key,
+            parallel=self.config.parallel_uploads,
+            bandwidth_bytes_per_s=float(self.config.bandwidth_limit_bytes_per_s),
+            backoff_max_s=self.config.backoff_max_s,
+        )
         self.uploader = Uploader(
             self.spool,
-            open_storage(self.config.storage_url),
-            UploadConfig(
-                robot_id=self.config.robot_id,
-                index_key=self.config.index_key,
-                parallel=self.config.parallel_uploads,
-                bandwidth_bytes_per_s=float(self.config.bandwidth_limit_bytes_per_s),
-                backoff_max_s=self.config.backoff_max_s,
-            ),
+            open_storage(self.config.storage_url, attempts=UPLOAD_S3_ATTEMPTS),
+            upload_config,
+            FailureLog('bridge-upload', self.get_logger(), self._scrub),
         )
         self.model_sync = (
             ModelSync(self.config.model_url, self.config.models_dir)
             if self.config.model_url
             else None
         )
-        self._model_state = {'current': None, 'last_check': None, 'last_error': None}
+        self._model_state = {'current': None, 'last_check': None}
         if self.model_sync is not None and self.model_sync.current is not None:
             self._model_state['current'] = str(self.model_sync.current.path)
         self._installed: queue.SimpleQueue[str] = queue.SimpleQueue()
@@ -104,9 +109,26 @@ class BridgeNode(Node):
         self.model_pub = self.create_publisher(String, MODEL_UPDATE_TOPIC, LATCHED_QOS)
         self.create_subscription(String, SAMPLE_EVENT_TOPIC, self._on_sample, RELIABLE_QOS)
         self.create_timer(self.config.status_period_s, self._publish_status)
-        self._threads = [threading.Thread(target=self._upload_loop, name='bridge-upload')]
+        self._upload_thread = SupervisedThread(
+            'bridge-upload',
+            lambda: self.uploader.step(self._stop, self.config.upload_poll_s, self._wake),
+            self._stop,
+            failures=self.uploader.failures,
+            backoff_initial_s=upload_config.backoff_initial_s,
+            backoff_max_s=upload_config.backoff_max_s,
+        )
+        self._model_thread = None
         if self.model_sync is not None:
-            self._threads.append(threading.Thread(target=self._model_loop, name='bridge-models'))
+            # a failed poll waits for the next one, as a successful one does
+            self._model_thread = SupervisedThread(
+                'bridge-models',
+                self._model_step,
+                self._stop,
+                failures=FailureLog('bridge-models', self.get_logger(), self._scrub),
+                backoff_initial_s=self.config.model_poll_s,
+                backoff_max_s=self.config.model_poll_s,
+            )
+        self._threads = [t for t in (self._upload_thread, self._model_thread) if t is not None]
         for thread in self._threads:
             thread.start()
         self.get_logger().info(
@@ -150,23 +172,17 @@ class BridgeNode(Node):
 
     # -- worker threads -------------------------------------------------------------------------
 
-    def _upload_loop(self) -> None:
-        self.uploader.run(self._stop, self.config.upload_poll_s, self._wake)
-
-    def _model_loop(self) -> None:
-        while not self._stop.is_set():
-            try:
-                package = self.model_sync.poll()
-                self._model_state['last_error'] = None
-            except (RoboLifelongError, OSError) as e:
-                package = None
-                self._model_state['last_error'] = self._scrub(str(e))
-                self.get_logger().warning(f'model sync: {self._scrub(str(e))}')
+    def _model_step(self) -> None:
+        """One poll of the deploy pointer; a failure raises to the supervisor, which counts it
+        and waits model_poll_s."""
+        try:
+            package = self.model_sync.poll()
+        finally:
             self._model_state['last_check'] = _iso(time.time())
-            if package is not None:
-                self._model_state['current'] = str(package.path)
-                self._installed.put(str(package.path))
-            self._stop.wait(self.config.model_poll_s)
+        if package is not None:
+            self._model_state['current'] = str(package.path)
+            self._installed.put(str(package.path))
+        self._stop.wait(self.config.model_poll_s)
 
     def _on_sample(self, _msg: String) -> None:
         self._wake.set()
@@ -188,6 +204,17 @@ class BridgeNode(Node):
         for key in ('last_upload', 'last_error_time'):
             uploads[key] = _iso(uploads[key])
         uploads['last_error'] = self._scrub(uploads['last_error'] or '') or None
+        uploads['thread'] = _thread_json(self._upload_thread.health())
+        models = dict(self._model_state, enabled=self._model_thread is not None)
+        if self._model_thread is not None:
+            health = self._model_thread.health()
+            models.update(
+                failures=health.failures,
+                total_failures=health.total_failures,
+                last_error=health.last_error,
+                last_error_time=_iso(health.last_error_time),
+                thread=_thread_json(health),
+            )
         return {
             'robot_id': self.config.robot_id,
             'storage_url': self.config.storage_url,
@@ -197,44 +224,48 @@ class BridgeNode(Node):
                 'oldest_age_s': backlog.oldest_age_s,
             },
             'uploads': uploads,
-            'models': dict(self._model_state, enabled=self.model_sync is not None),
+            'models': models,
         }
 
     def _diagnostics(self, status: dict) -> DiagnosticArray:
         backlog, uploads = status['backlog'], status['uploads']
-        failing = uploads['failures'] > 0
-        if failing and backlog['count']:
-            level, message = (
-                DiagnosticStatus.WARN,
-                (
-                    f'storage unreachable or failing; {backlog["count"]} samples waiting '
-                    f'(oldest {backlog["oldest_age_s"] or 0:.0f} s)'
-                ),
-            )
-        elif uploads['corrupt']:
-            level, message = DiagnosticStatus.WARN, f'{uploads["corrupt"]} corrupt samples kept'
-        else:
-            level, message = DiagnosticStatus.OK, f'{backlog["count"]} samples waiting'
+        waiting = (
+            f'{backlog["count"]} samples waiting (oldest {backlog["oldest_age_s"] or 0:.0f} s)'
+        )
+        level, problem = health_summary([self._upload_thread.health()])
+        if level is Level.OK and uploads['corrupt']:
+            level, problem = Level.WARN, f'{uploads["corrupt"]} corrupt samples kept'
         upload_status = DiagnosticStatus(
-            level=level,
+            level=bytes([level]),
             name='bridge: uploads',
-            message=message,
+            message=f'{problem}; {waiting}' if problem else waiting,
             hardware_id=self.config.robot_id,
             values=_values(
                 {
                     **{f'backlog_{k}': v for k, v in backlog.items()},
-                    **uploads,
+                    **{k: v for k, v in uploads.items() if k != 'thread'},
+                    'thread_alive': uploads['thread']['alive'],
                     'storage_url': self.config.storage_url,
                 }
             ),
         )
         models = status['models']
+        if self._model_thread is None:
+            level, message = Level.OK, 'disabled'
+        else:
+            level, message = health_summary([self._model_thread.health()])
+            message = message or f'ok; current {models["current"] or "none"}'
         model_status = DiagnosticStatus(
-            level=DiagnosticStatus.WARN if models['last_error'] else DiagnosticStatus.OK,
+            level=bytes([level]),
             name='bridge: models',
-            message=models['last_error'] or ('disabled' if not models['enabled'] else 'ok'),
+            message=message,
             hardware_id=self.config.robot_id,
-            values=_values(models),
+            values=_values(
+                {
+                    **{k: v for k, v in models.items() if k != 'thread'},
+                    'thread_alive': models.get('thread', {}).get('alive', ''),
+                }
+            ),
         )
         msg = DiagnosticArray(status=[upload_status, model_status])
         msg.header.stamp = self.get_clock().now().to_msg()
@@ -261,6 +292,10 @@ class BridgeNode(Node):
 
 def _iso(stamp: float | None) -> str | None:
     return None if stamp is None else datetime.fromtimestamp(stamp, timezone.utc).isoformat()
+
+
+def _thread_json(health: Health) -> dict:
+    return {'name': health.name, 'alive': health.alive}
 
 
 def _values(items: dict) -> list[KeyValue]:

@@ -48,6 +48,7 @@ from ..pipeline import (
     frame_arrays,
 )
 from ..spool import Spool
+from ..supervision import FailureLog, Level, SupervisedThread, health_summary, health_values
 from .markers import diagnostic_status, marker_array
 from .qos import LATCHED_QOS, SENSOR_QOS
 from .spin import run
@@ -58,6 +59,10 @@ LOG_THROTTLE_S = 5.0
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 NODE_STATUS_NAME = 'robo_lifelong: perception'
 _IDLE_WAIT_S = 0.01  # processing thread wake-up period without frames (depth wait, ticks)
+# after a frame raised: the next frame may well be fine, but a bug hitting every frame must not
+# spin the thread at camera rate
+_WORKER_BACKOFF_INITIAL_S = 0.01
+_WORKER_BACKOFF_MAX_S = 1.0
 
 # name -> (default, description, changeable at run time)
 PARAMETERS: dict[str, tuple[object, str, bool]] = {
@@ -239,8 +244,17 @@ class PerceptionNode(Node):
         )
         if cfg.model_path:
             self.watcher.request(cfg.model_path)
-        self._worker = threading.Thread(target=self._work, name='perception', daemon=True)
-        self._worker.start()
+        self._next_tick = 0.0  # time.monotonic() of the processing thread's next _tick
+        self._worker = SupervisedThread(
+            'perception',
+            self._work,
+            self._stop,
+            failures=FailureLog('perception', self._log('internal'), None, LOG_THROTTLE_S),
+            backoff_initial_s=_WORKER_BACKOFF_INITIAL_S,
+            backoff_max_s=_WORKER_BACKOFF_MAX_S,
+        ).start()
+        # the processing thread publishes /diagnostics: should it ever be gone, this says so
+        self.create_timer(cfg.diagnostics_period_s, self._report_dead_worker)
         self.get_logger().info(
             f'model {cfg.model_path or "-"} (watch {cfg.model_watch_dir or "off"}), spool '
             f'{cfg.spool_dir}, depth {"on" if cfg.use_depth else "off"}, {cfg.threads} threads'
@@ -318,29 +332,36 @@ class PerceptionNode(Node):
 
     # -- processing thread ------------------------------------------------------------------
 
-    def _work(self) -> None:
-        next_tick = 0.0
-        while not self._stop.is_set():
-            self._wake.wait(_IDLE_WAIT_S)
-            with self._lock:
-                self._wake.clear()
-                pair, self._ready = self._ready, None
-                if pair is None and self.config.use_depth:
-                    pair = self.sync.expire(time.monotonic_ns())
-                self.stats.dropped += self.sync.dropped
-                self.sync.dropped = 0
-            # the thread must outlive any frame: log at this edge and keep going
-            try:
-                if pair is not None:
-                    self._process(pair)
-                if time.monotonic() >= next_tick:
-                    next_tick = time.monotonic() + self.config.diagnostics_period_s
-                    self._tick()
-            except Exception as e:  # any bug in one frame must not stop perception
-                self._log('internal').error(
-                    f'frame processing failed: {type(e).__name__}: {e}',
-                    throttle_duration_sec=LOG_THROTTLE_S,
+    def _work(self) -> bool:
+        """One turn of the processing thread; False when it had neither a frame nor a tick. Its
+        supervisor counts, logs and backs off whatever they raise, so none stops perception."""
+        self._wake.wait(_IDLE_WAIT_S)
+        with self._lock:
+            self._wake.clear()
+            pair, self._ready = self._ready, None
+            if pair is None and self.config.use_depth:
+                pair = self.sync.expire(time.monotonic_ns())
+            self.stats.dropped += self.sync.dropped
+            self.sync.dropped = 0
+        tick = time.monotonic() >= self._next_tick
+        try:
+            if pair is not None:
+                self._process(pair)
+        finally:
+            # frames that keep failing must not silence the diagnostics that report them
+            if tick:
+                self._next_tick = time.monotonic() + self.config.diagnostics_period_s
+                self._tick()
+        return pair is not None or tick
+
+    def _report_dead_worker(self) -> None:
+        if not self._worker.health().alive:
+            self._diag_pub.publish(
+                DiagnosticArray(
+                    header=Header(stamp=self.get_clock().now().to_msg()),
+                    status=[self._node_status()],
                 )
+            )
 
     def _now(self) -> float:
         return self.get_clock().now().nanoseconds * 1e-9
@@ -446,8 +467,14 @@ class PerceptionNode(Node):
 
     def _node_status(self):
         model = self.slot.current()
-        if model is None:
+        threads = [self._worker.health(), self.watcher.health(), self.writer.health()]
+        thread_level, thread_problem = health_summary(threads)
+        if thread_level is Level.ERROR:
+            level, message = AlarmLevel.ERROR, thread_problem
+        elif model is None:
             level, message = AlarmLevel.STALE, f'no model loaded: {self.model_error}'
+        elif thread_level is Level.WARN:
+            level, message = AlarmLevel.WARN, thread_problem
         elif self.stats.spool_full:
             level, message = AlarmLevel.WARN, f'spool full: {self.stats.spool_full}'
         else:
@@ -457,6 +484,7 @@ class PerceptionNode(Node):
             ('model_error', self.model_error),
             ('spool_samples', str(self.spool.stat().count)),
         ]
+        values += [kv for health in threads for kv in health_values(health)]
         return diagnostic_status(
             NODE_STATUS_NAME, level, message, self.config.pipeline.robot_id, values
         )
