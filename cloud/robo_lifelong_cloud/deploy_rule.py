@@ -4,9 +4,12 @@ Sedna's filter (PROTOCOL.md §2.5, §8.3 item 17): a task is DROPPED when any of
 ``v`` satisfies ``v <operator> model_threshold`` (so the default ``>`` / 0.1 drops every task
 scoring above 0.1; the robot example uses ``<`` / 0, which drops nothing). We apply it to each
 task's summary metrics (``miou``, ``pixel_accuracy``) of the candidate; any dropped task blocks
-the deploy. Our rule on top, when a model is deployed: the candidate must be better on the tasks
-the deployed model did not know (or overall when there are none), and no task both models were
-evaluated on and the deployed model knew may lose more than ``max_task_drop`` mIoU.
+the deploy. Our rule on top, when there is a deployed model (the candidate's reference, whose copy
+the train worker put in the candidate's output: see ``reference.py``; evaluated on the same test
+samples): the candidate must be better on the tasks the deployed model did not know (or overall
+when there are none), and no task both models were evaluated on and the deployed model knew may
+lose more than ``max_task_drop`` mIoU. A candidate that cannot be judged (``refused``: it has a
+parent but its reference is unavailable) is never deployed.
 """
 
 from __future__ import annotations
@@ -132,6 +135,7 @@ def decide(
     max_task_drop: float = 0.01,
     *,
     deployed_tasks: Collection[str] | None = None,
+    refused: str | None = None,
 ) -> Decision:
     """Decide whether the candidate replaces the deployed model.
 
@@ -142,6 +146,8 @@ def decide(
     :param max_task_drop: largest allowed mIoU loss on a task the deployed model knew.
     :param deployed_tasks: tasks the deployed model was trained on (its manifest); None means
         every task in ``deployed_report``.
+    :param refused: why the candidate cannot be compared with the deployed model (e.g. the copy
+        of its reference is missing); then it is not deployed whatever its figures.
     """
     threshold = parse_threshold(model_threshold)
     if operator not in _OPERATORS:
@@ -155,7 +161,10 @@ def decide(
     if ok:
         reasons.append(f'Sedna filter ({operator} {threshold:g}) keeps every task')
     new: list[str] = []
-    if deployed_report is None:
+    if refused:
+        ok = False
+        reasons.append(f'refused, not judged: {refused}')
+    elif deployed_report is None:
         reasons.append('no model is deployed')
     else:
         known = set(deployed_report['per_task'] if deployed_tasks is None else deployed_tasks)

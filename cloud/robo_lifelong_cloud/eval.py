@@ -1,17 +1,31 @@
-"""The eval worker's job: candidate vs deployed model on the test list -> deploy decision.
+"""The eval worker's job: candidate vs reference model on the test list -> deploy decision.
 
 Both models run through the robot's own runtime (onnxruntime on the package, argmax at the output
 stride, labels upsampled), so the numbers are what the robot will see. The candidate is the first
-of ``MODEL_URLS`` (Sedna passes one model). The deployed model is found at ``O/deploy/index.pkl``,
-the file Sedna's LC deploys to, where ``O`` = ``OUTPUT_URL`` minus its last two components
-(``OUTPUT_URL`` is ``O/eval/<round>``, PROTOCOL.md §2.4). On a real Sedna host-path job only
-``O/eval/`` is mounted in the pod, so there the deployed model is not visible and the candidate is
-judged alone (logged); S3 jobs and the local controller see it.
+of ``MODEL_URLS`` (Sedna passes one model).
 
-Output under ``OUTPUT_URL``: ``decision.json`` (the decision record), ``plots/metrics.png`` and
-``index.json``, the pointer reported to the LC: the candidate's if it is deployed, else the
-deployed model's (so the LC's deploy step re-deploys the same package). With nothing deployed and
-the candidate rejected there is nothing to deploy: ``EvalOutput.pointer_url`` is None.
+What it reads, and from where (only what a Sedna eval pod mounts, PROTOCOL.md §3.1-3.2):
+
+- ``MODEL_URLS[0]``: the candidate's pointer ``T/index.json`` in its train output ``T`` =
+  ``O/train/<round>/`` (or a package URL), and through it the package ``T/package/``;
+- ``T/reference/``: the copy of the reference package the train worker put there (the model that
+  is deployed while the candidate is judged, see ``reference.py``), verified against the
+  candidate manifest's ``training.reference`` record (version, content hash);
+- ``TEST_DATASET_URL`` and the sample files under ``dirname(ORIGINAL_DATASET_URL)``.
+
+It never reads ``O/deploy/`` or other rounds' outputs (a host-path eval pod cannot see them).
+The rule (``deploy_rule.decide``) compares both models on the same test samples: no task the
+reference knew may lose more than ``max_task_drop`` mIoU and the new tasks must improve. An
+initial candidate (no reference recorded) has no old tasks to protect. An incremental candidate
+whose reference copy is missing or corrupt (or not recorded) is refused, never judged alone.
+
+Writes: under ``OUTPUT_URL`` ``decision.json`` (the decision record; ``deployed`` = the
+reference), ``plots/metrics.png`` and ``index.json``, the pointer reported to the LC: the
+candidate's if it is deployed, else the reference's as it was originally published (so the LC's
+deploy step re-deploys the package that is already deployed). Then ``T/verdict.json`` (which
+model was reported), which the next round's train worker reads to know what is deployed. With no
+reference and the candidate rejected, or a refused candidate, there is nothing to deploy:
+``EvalOutput.pointer_url`` is None and the worker reports ``failed``.
 """
 
 from __future__ import annotations
@@ -22,7 +36,7 @@ import math
 import posixpath
 import tempfile
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -30,7 +44,7 @@ from tqdm import tqdm
 
 from robo_lifelong import model_package as mp
 from robo_lifelong.dataset import load_sample
-from robo_lifelong.errors import DatasetError, ModelPackageError
+from robo_lifelong.errors import DatasetError
 from robo_lifelong.labels import NUM_CLASSES
 from robo_lifelong.runtime import SegmentationRuntime
 from robo_lifelong.storage import join, open_storage
@@ -38,6 +52,7 @@ from robo_lifelong_cloud import plots
 from robo_lifelong_cloud.data import resolve_dataset
 from robo_lifelong_cloud.deploy_rule import Decision, decide
 from robo_lifelong_cloud.metrics import confusion, iou_report
+from robo_lifelong_cloud.reference import open_reference, write_verdict
 from robo_lifelong_cloud.sedna_env import SednaEnv
 
 log = logging.getLogger(__name__)
@@ -49,15 +64,7 @@ class EvalOutput:
     pointer_url: str | None  # what to report; None: nothing deployable
     metrics: dict[str, float]  # flat, finite: the reported model's figures
     record_url: str
-
-
-def deployed_pointer_url(output_url: str) -> str:
-    """``O/deploy/index.pkl`` for ``OUTPUT_URL`` = ``O/eval/<round>``."""
-    if output_url.startswith('s3://'):
-        outdir = 's3://' + posixpath.dirname(posixpath.dirname(output_url[5:].rstrip('/')))
-    else:
-        outdir = posixpath.dirname(posixpath.dirname(output_url.rstrip('/')))
-    return join(outdir, 'deploy', 'index.pkl')
+    refused: str | None = None  # why the candidate could not be judged (then never deployed)
 
 
 def flat_metrics(report: dict) -> dict[str, float]:
@@ -84,26 +91,12 @@ def evaluate_package(package: mp.ModelPackage, root: Path, samples: list) -> dic
     return iou_report(confusions)
 
 
-def _deployed(env: SednaEnv, cache: Path) -> tuple[mp.ModelPackage, mp.DeployPointer] | None:
-    url = deployed_pointer_url(env.output_url)
-    environ = env.s3_environ()
-    parent, name = url.rsplit('/', 1)
-    try:
-        if not open_storage(parent, environ).exists(name):
-            log.info('no deployed model at %s: judging the candidate alone', url)
-            return None
-        package_url, pointer = mp.locate_package(url, environ, env.data_path_prefix)
-        package = mp.open_model(url, cache, environ, env.data_path_prefix)
-    except ModelPackageError as e:
-        log.warning('deployed model at %s is unreadable, judging the candidate alone: %s', url, e)
-        return None
-    if pointer is None:
-        pointer = mp.DeployPointer.for_package(package, package_url)
-    return package, pointer
-
-
 def run_eval(env: SednaEnv) -> EvalOutput:
     environ = env.s3_environ()
+
+    def host(url: str) -> str:  # as the LC and the user see it: without the pod's mount prefix
+        return mp.strip_data_prefix(url, env.data_path_prefix)
+
     if len(env.model_urls) > 1:
         log.warning('MODEL_URLS lists %d models; evaluating the first', len(env.model_urls))
     candidate_url = env.model_urls[0]
@@ -115,47 +108,58 @@ def run_eval(env: SednaEnv) -> EvalOutput:
         package_url, pointer = mp.locate_package(candidate_url, environ, env.data_path_prefix)
         candidate = mp.open_model(candidate_url, workdir / 'cache', environ, env.data_path_prefix)
         if pointer is None:
-            pointer = mp.DeployPointer.for_package(
-                candidate, mp.strip_data_prefix(package_url, env.data_path_prefix)
-            )
-        deployed = _deployed(env, workdir / 'cache')
+            pointer = mp.DeployPointer.for_package(candidate, host(package_url))
+        reference, refused = open_reference(candidate, package_url, workdir / 'ref', environ)
+        if refused:
+            log.error('not judging candidate v%d: %s', candidate.version, refused)
         cand_report = evaluate_package(candidate, root, samples)
-        dep_report = None
-        if deployed is not None:
-            dep_report = evaluate_package(deployed[0], root, samples)
+        ref_report = None
+        if reference is not None:
+            ref_report = evaluate_package(reference.package, root, samples)
         decision = decide(
             cand_report,
-            dep_report,
+            ref_report,
             env.params.operator,
             env.params.model_threshold,
             max_task_drop=env.params.max_task_drop,
-            deployed_tasks=None if deployed is None else deployed[0].known_tasks,
+            deployed_tasks=None if reference is None else reference.package.known_tasks,
+            refused=refused,
         )
         log.info('deploy=%s: %s', decision.deploy, '; '.join(decision.reasons))
         out = open_storage(env.output_url, environ)
-        chart = plots.metrics_chart(cand_report, workdir / 'metrics.png', deployed=dep_report)
+        chart = plots.metrics_chart(cand_report, workdir / 'metrics.png', deployed=ref_report)
         out.upload_file(chart, 'plots/metrics.png')
         record = {
-            'created': datetime.now(UTC).isoformat(timespec='seconds'),
+            'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
             'decision': decision.to_json(),
             'test_samples': len(samples),
-            'candidate': _model_record(candidate_url, candidate, cand_report),
+            'candidate': _model_record(host(candidate_url), candidate, cand_report),
             'deployed': None
-            if deployed is None
-            else _model_record(deployed_pointer_url(env.output_url), deployed[0], dep_report),
+            if reference is None
+            else _model_record(host(reference.url), reference.package, ref_report),
         }
         out.write_bytes('decision.json', json.dumps(record, indent=1, allow_nan=False).encode())
     if decision.deploy:
         chosen, metrics = pointer, flat_metrics(cand_report)
-    elif deployed is not None:
-        chosen, metrics = deployed[1], flat_metrics(dep_report)
+    elif reference is not None:
+        chosen, metrics = reference.record.pointer, flat_metrics(ref_report)
     else:
         chosen, metrics = None, flat_metrics(cand_report)
     pointer_url = None
     if chosen is not None:
         pointer_url = join(env.output_url, 'index.json')
         mp.write_pointer(pointer_url, chosen, environ)
-    return EvalOutput(decision, pointer_url, metrics, join(env.output_url, 'decision.json'))
+    record_url = join(env.output_url, 'decision.json')
+    verdict_url = write_verdict(
+        posixpath.dirname(package_url.rstrip('/')),
+        candidate,
+        chosen,
+        host(record_url),
+        record['created'],
+        environ,
+    )
+    log.info('verdict on candidate v%d at %s', candidate.version, verdict_url)
+    return EvalOutput(decision, pointer_url, metrics, record_url, refused)
 
 
 def _model_record(url: str, package: mp.ModelPackage, report: dict) -> dict:

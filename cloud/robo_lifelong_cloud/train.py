@@ -11,8 +11,20 @@ Classes: logit row = label id, the model has ``max(22 known classes, largest id 
 rows, capped at ``num_class`` (ids at or above it are ignored, as in Sedna's example). The last
 frames of each task (``1 - train_ratio`` of them, at least 2) are held out: they give the
 validation mIoU in the manifest and fit the unseen calibration, which needs frames the model has
-not fitted. Output: ``OUTPUT_URL/package/`` (model.onnx + manifest.json), ``OUTPUT_URL/plots/``
-and the pointer ``OUTPUT_URL/index.json`` that is reported to the LC.
+not fitted.
+
+Reads: ``TRAIN_DATASET_URL`` and the samples under ``dirname(ORIGINAL_DATASET_URL)`` (also the
+original index, for rehearsal), and for an update the parent's train output ``O/train/<r-1>/``
+named by ``CLOUD_KB_INDEX`` (pointer, package, the eval worker's ``verdict.json``) plus the
+reference package it leads to (``reference.choose_reference``); all inside ``O/train/``, which a
+Sedna train pod mounts as the parent directory of ``OUTPUT_URL``.
+
+Output under ``OUTPUT_URL``: ``reference/`` (a verified copy of the model the candidate must not
+be worse than, i.e. the model deployed while it is judged; only for an update that has one:
+the eval pod cannot see ``O/deploy/``), ``package/`` (model.onnx + manifest.json +
+weights.safetensors; the manifest's ``training.parent`` / ``training.reference`` name the parent
+and the reference by version and content hash), ``plots/`` and last the pointer
+``OUTPUT_URL/index.json`` that is reported to the LC.
 """
 
 from __future__ import annotations
@@ -22,7 +34,7 @@ import posixpath
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
-from datetime import UTC, datetime
+from datetime import datetime, timezone
 from pathlib import Path
 
 from robo_lifelong import model_package as mp
@@ -50,6 +62,7 @@ from robo_lifelong_cloud.model import (
     model_from_weights,
     weights_bytes,
 )
+from robo_lifelong_cloud.reference import choose_reference, publish_reference, training_fields
 from robo_lifelong_cloud.sedna_env import SednaEnv
 from robo_lifelong_cloud.train_loop import (
     TrainConfig,
@@ -135,7 +148,7 @@ def package_manifest(
         'schema_version': mp.SCHEMA_VERSION,
         'version': 1 if parent is None else parent.version + 1,
         'parent_version': None if parent is None else parent.version,
-        'created': datetime.now(UTC).isoformat(timespec='seconds'),
+        'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in CLASSES[:k]],
         'input': input_spec(height, width, model.config.in_channels),
         'outputs': {'logits': OUTPUT_NAMES[0], 'embedding': OUTPUT_NAMES[1]},
@@ -205,6 +218,15 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
     with tempfile.TemporaryDirectory(prefix='robo-train-') as tmp:
         workdir = Path(tmp)
         parent = _load_parent(env, workdir / 'cache')
+        reference = None
+        if parent is not None:
+            reference = choose_reference(
+                env.cloud_kb_index,
+                parent,
+                workdir / 'cache',
+                env.s3_environ(),
+                env.data_path_prefix,
+            )
         root, samples = resolve_dataset(
             env.train_dataset_url, env.original_dataset_url, workdir, env.s3_environ()
         )
@@ -263,6 +285,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             'seconds': round(result.seconds, 2),
             'incremental': parent is not None,
             'rehearsal_frames': len(frames) - len(samples),
+            **training_fields(parent, reference),
         }
         weights, architecture = weights_bytes(model)
         manifest = package_manifest(
@@ -276,6 +299,8 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             metrics,
             weights={'architecture': architecture},
         )
+        if reference is not None:  # before the package: eval finds it whenever it finds that
+            publish_reference(reference, env.output_url, workdir, env.s3_environ())
         output = _publish(env, onnx_bytes, manifest, weights, result.history, workdir)
     log.info('model package v%d at %s', output.package.version, output.pointer_url)
     return output

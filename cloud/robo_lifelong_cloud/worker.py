@@ -59,6 +59,8 @@ def _work(kind: str, env: SednaEnv) -> tuple[list[dict] | None, str | None]:
     from robo_lifelong_cloud.eval import run_eval
 
     output = run_eval(env)
+    if output.refused:
+        return None, 'candidate not judged, so not deployed: ' + output.refused
     if output.pointer_url is None:
         return None, 'candidate rejected and no model is deployed: ' + '; '.join(
             output.decision.reasons

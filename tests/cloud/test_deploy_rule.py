@@ -96,3 +96,12 @@ def test_decision_record_is_json():
     assert record['deploy'] is True
     assert record['rule'] == {'operator': '<', 'model_threshold': 0.0, 'max_task_drop': 0.01}
     assert record['reasons'] == decision.reasons
+
+
+def test_a_refused_candidate_is_never_deployed():
+    """No reference to judge against (e.g. its copy is missing): not deployed, whatever the
+    figures, and never judged alone."""
+    decision = decide(report(sunny=0.99), None, '<', '0', refused='reference copy missing')
+    assert not decision.deploy
+    assert 'refused, not judged: reference copy missing' in decision.reasons
+    assert 'no model is deployed' not in decision.reasons

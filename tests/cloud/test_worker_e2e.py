@@ -1,11 +1,17 @@
 """The train and eval workers end to end under a Sedna-like environment, against a local output
 directory and the fake LC: a tiny initial round, an incremental round with a new task and new
-classes, and the failure paths (bad input -> one-line reason, ``failed`` report, exit 1)."""
+classes, the deploy rule with only what a Sedna eval pod mounts (the reference model travels in
+the candidate's train output), and the failure paths (bad input -> one-line reason, ``failed``
+report, exit 1)."""
 
 from __future__ import annotations
 
 import json
+import os
 import shutil
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -17,7 +23,9 @@ from robo_lifelong.labels import class_id
 from robo_lifelong.runtime import SegmentationRuntime
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import write_dataset
+from robo_lifelong_cloud.reference import REFERENCE_DIR, VERDICT_FILE, choose_reference
 from robo_lifelong_cloud.worker import EXIT_FAILED, run
+from tests.fakes.fake_lc import FakeLC
 
 CAMERA = CameraModel(width=112, height=64)
 
@@ -116,88 +124,263 @@ def test_train_then_eval_round(tmp_path: Path, datasets, fake_lc) -> None:
     record = json.loads((out / 'eval' / '1' / 'decision.json').read_text())
     assert record['decision']['deploy'] is True
     assert record['deployed'] is None and record['candidate']['version'] == 1
+    assert 'no model is deployed' in record['decision']['reasons']
     assert mp.read_pointer(result['url']).content_hash == package.content_hash
+    # an initial model protects nothing, and the verdict next to it says it was deployed
+    assert manifest['training']['parent'] is None and manifest['training']['reference'] is None
+    assert not (out / 'train' / '1' / REFERENCE_DIR).exists()
+    verdict = json.loads((out / 'train' / '1' / VERDICT_FILE).read_text())
+    assert verdict['deploy'] is True
+    assert verdict['reported']['content_hash'] == package.content_hash
 
 
-def test_incremental_round_adds_a_task_and_its_classes(tmp_path: Path, datasets, fake_lc) -> None:
-    out = tmp_path / 'O'
-    root = tmp_path / 'data'
+@dataclass(frozen=True)
+class Lineage:
+    """Round 1 trained, judged and deployed; round 2 trained from it (a new task, new classes)."""
+
+    host: Path  # everything below lives here (host paths)
+    out: Path  # the job's outputDir O
+    index: str  # ORIGINAL_DATASET_URL (round 1 samples + the construction task)
+    round2_list: str  # round 2's TRAIN_DATASET_URL (the construction samples)
+    test_index: str  # a test list of the three tasks
+    parent: mp.ModelPackage  # v1
+    child: mp.ModelPackage  # v2
+    deployed_pointer: bytes  # O/deploy/index.pkl after round 1
+
+
+@pytest.fixture(scope='module')
+def lineage(tmp_path_factory: pytest.TempPathFactory, datasets) -> Iterator[Lineage]:
+    host = tmp_path_factory.mktemp('lineage') / 'host'
+    out, root, test_root = host / 'O', host / 'data', host / 'test'
     shutil.copytree(datasets['train'], root)
-    index = str(root / 'data.txt')
-    assert (
-        run(
-            'train',
-            sedna_env(
-                fake_lc.url,
-                'train',
-                out / 'train' / '1',
-                epochs='3',
-                TRAIN_DATASET_URL=index,
-                ORIGINAL_DATASET_URL=index,
-            ),
-        )
-        == 0
-    )
-    parent_url = fake_lc.accepted[-1]['results'][0]['url']
-    (out / 'deploy').mkdir(parents=True)
-    shutil.copy(parent_url, out / 'deploy' / 'index.pkl')  # what the LC's deploy step does
+    shutil.copytree(datasets['test'], test_root)
+    index, test_index = str(root / 'data.txt'), str(test_root / 'data.txt')
+    with FakeLC() as lc:
+        env = sedna_env(lc.url, 'train', out / 'train' / '1', epochs='3')
+        env.update(TRAIN_DATASET_URL=index, ORIGINAL_DATASET_URL=index)
+        assert run('train', env) == 0
+        parent_url = lc.accepted[-1]['results'][0]['url']
+        env = sedna_env(lc.url, 'eval', out / 'eval' / '1', operator='<', model_threshold='0')
+        env.update(MODEL_URLS=parent_url, TEST_DATASET_URL=test_index)
+        env.update(ORIGINAL_DATASET_URL=test_index)
+        assert run('eval', env) == 0
+        (out / 'deploy').mkdir(parents=True)
+        deployed = Path(lc.accepted[-1]['results'][0]['url']).read_bytes()
+        (out / 'deploy' / 'index.pkl').write_bytes(deployed)  # what the LC's deploy step does
 
-    before = {s.rgb for s in read_index(index)}
-    write_dataset(root, ['construction'], 10, 3, CAMERA)
-    new_lines = [s.line() for s in read_index(index) if s.rgb not in before]
-    round_list = tmp_path / 'train2.txt'
-    round_list.write_text('\n'.join(new_lines) + '\n')
-    assert (
-        run(
-            'train',
-            sedna_env(
-                fake_lc.url,
-                'train',
-                out / 'train' / '2',
-                epochs='3',
-                TRAIN_DATASET_URL=str(round_list),
-                ORIGINAL_DATASET_URL=index,
-                HAS_COMPLETED_INITIAL_TRAINING='true',
-                CLOUD_KB_INDEX=parent_url,
-            ),
-        )
-        == 0
+        before = {s.rgb for s in read_index(index)}
+        write_dataset(root, ['construction'], 10, 3, CAMERA)
+        new_lines = [s.line() for s in read_index(index) if s.rgb not in before]
+        round_list = host / 'train2.txt'
+        round_list.write_text('\n'.join(new_lines) + '\n')
+        env = sedna_env(lc.url, 'train', out / 'train' / '2', epochs='3')
+        env.update(TRAIN_DATASET_URL=str(round_list), ORIGINAL_DATASET_URL=index)
+        env.update(HAS_COMPLETED_INITIAL_TRAINING='true', CLOUD_KB_INDEX=parent_url)
+        assert run('train', env) == 0
+        child_url = lc.accepted[-1]['results'][0]['url']
+    write_dataset(test_root, ['construction'], 4, 4, CAMERA)
+    yield Lineage(
+        host=host,
+        out=out,
+        index=index,
+        round2_list=str(round_list),
+        test_index=test_index,
+        parent=mp.open_model(parent_url, host / 'cache'),
+        child=mp.open_model(child_url, host / 'cache'),
+        deployed_pointer=deployed,
     )
-    pointer_url = fake_lc.accepted[-1]['results'][0]['url']
-    parent = mp.open_model(parent_url, tmp_path / 'cache')
-    child = mp.open_model(pointer_url, tmp_path / 'cache')
+
+
+def test_incremental_round_adds_a_task_and_its_classes(lineage: Lineage) -> None:
+    parent, child = lineage.parent, lineage.child
     assert (child.version, child.manifest['parent_version']) == (2, 1)
     assert child.known_tasks == ('construction', 'overcast', 'sunny')
     assert child.num_classes == class_id('traffic_cone') + 1 > parent.num_classes
     assert child.manifest['classes'][: parent.num_classes] == parent.manifest['classes']
-    assert child.manifest['training']['rehearsal_frames'] > 0  # old tasks were rehearsed
+    training = child.manifest['training']
+    assert training['rehearsal_frames'] > 0  # old tasks were rehearsed
+    # the deployed parent is the reference: recorded (hash-covered) and copied next to the child
+    assert training['parent'] == {'version': 1, 'content_hash': parent.content_hash}
+    assert training['reference'] == {
+        'version': 1,
+        'content_hash': parent.content_hash,
+        'package_url': str(lineage.out / 'train' / '1' / 'package'),
+        'copy': REFERENCE_DIR,
+    }
+    copy = mp.load_package(lineage.out / 'train' / '2' / REFERENCE_DIR)
+    assert copy.content_hash == parent.content_hash
+    assert copy.model_path.read_bytes() == parent.model_path.read_bytes()
 
-    test_root = tmp_path / 'test'
-    shutil.copytree(datasets['test'], test_root)
-    write_dataset(test_root, ['construction'], 4, 4, CAMERA)
-    test_index = str(test_root / 'data.txt')
-    assert (
-        run(
-            'eval',
-            sedna_env(
-                fake_lc.url,
-                'eval',
-                out / 'eval' / '2',
-                TEST_DATASET_URL=test_index,
-                ORIGINAL_DATASET_URL=test_index,
-                MODEL_URLS=pointer_url,
-                operator='<',
-                model_threshold='0',
-            ),
-        )
-        == 0
+
+# ---- the eval worker with only what a Sedna eval pod mounts ----------------------------------
+
+
+@contextmanager
+def hidden(path: Path) -> Iterator[None]:
+    """``path`` does not exist inside (renamed away, then back)."""
+    away = path.with_name(path.name + '.hidden')
+    os.rename(path, away)
+    try:
+        yield
+    finally:
+        os.rename(away, path)
+
+
+def pod_view(pod: Path, urls: list[str]) -> dict[str, str]:
+    """What GM mounts in a pod for host-path URLs (PROTOCOL.md §3.2): the parent directory of
+    each, at the same path under ``DATA_PATH_PREFIX`` = ``pod`` (copied here). Returns each URL as
+    the pod sees it."""
+    seen = {}
+    for url in urls:
+        parent = Path(url).parent
+        target = pod / parent.relative_to('/')
+        if parent.is_dir():
+            shutil.copytree(parent, target, dirs_exist_ok=True)
+        else:
+            target.mkdir(parents=True, exist_ok=True)
+        seen[url] = str(pod / Path(url).relative_to('/'))
+    return seen
+
+
+def eval_in_pod(lineage: Lineage, lc: FakeLC, pod: Path, model_url: str, round_: str) -> int:
+    """Run the eval worker of round ``round_`` on ``model_url`` with only the pod's mounts:
+    ``MODEL_URLS``, ``TEST_DATASET_URL``, ``ORIGINAL_DATASET_URL``, ``OUTPUT_URL``. The host tree
+    (O/deploy, the other rounds, the datasets) does not exist while it runs."""
+    output = str(lineage.out / 'eval' / round_)
+    seen = pod_view(pod, [model_url, lineage.test_index, output])
+    env = sedna_env(lc.url, 'eval', Path(seen[output]), operator='<', model_threshold='0')
+    env.update(MODEL_URLS=seen[model_url], DATA_PATH_PREFIX=str(pod))
+    env.update(TEST_DATASET_URL=seen[lineage.test_index])
+    env.update(ORIGINAL_DATASET_URL=seen[lineage.test_index])
+    with hidden(lineage.host):
+        return run('eval', env)
+
+
+def test_eval_with_only_pod_mounts_judges_against_the_reference(
+    tmp_path: Path, lineage: Lineage, fake_lc
+) -> None:
+    pod = tmp_path / 'pod'
+    model_url = str(lineage.out / 'train' / '2' / 'index.json')
+    assert eval_in_pod(lineage, fake_lc, pod, model_url, '2') == 0
+    seen_out = pod / lineage.out.relative_to('/')
+    record = json.loads((seen_out / 'eval' / '2' / 'decision.json').read_text())
+    assert record['candidate']['version'] == 2
+    assert record['deployed']['content_hash'] == lineage.parent.content_hash
+    assert record['deployed']['url'].endswith('/train/2/reference')
+    assert set(record['deployed']['report']['per_task']) == {'sunny', 'overcast', 'construction'}
+    [result] = fake_lc.accepted[-1]['results']
+    assert result['url'] == str(lineage.out / 'eval' / '2' / 'index.json')  # host path
+    reported = (seen_out / 'eval' / '2' / 'index.json').read_bytes()
+    if record['decision']['deploy']:
+        assert mp.parse_pointer(reported, 'r').content_hash == lineage.child.content_hash
+    else:  # the deployed model stays: the same pointer bytes as O/deploy/index.pkl
+        assert reported == lineage.deployed_pointer
+
+
+def _forgetful_candidate(lineage: Lineage, name: str) -> str:
+    """A train output like round 2's (same reference record and copy) whose package is an
+    untrained network: far worse than v1 on the old tasks. Returns its pointer's URL."""
+    from robo_lifelong_cloud.export import export_onnx
+    from robo_lifelong_cloud.model import SegNetConfig, build_model, weights_bytes
+
+    child = lineage.child
+    target = lineage.out / 'train' / name
+    shutil.copytree(lineage.out / 'train' / '2', target)
+    height, width = child.manifest['input']['height'], child.manifest['input']['width']
+    model = build_model(SegNetConfig(num_classes=child.num_classes, in_channels=4), seed=7)
+    weights, architecture = weights_bytes(model)
+    manifest = {**child.manifest, 'weights': {'architecture': architecture}}
+    package = mp.write_package(
+        target / 'package', export_onnx(model, height, width), manifest, weights
     )
-    record = json.loads((out / 'eval' / '2' / 'decision.json').read_text())
-    assert record['deployed']['version'] == 1 and record['candidate']['version'] == 2
-    assert 'construction' in record['candidate']['report']['per_task']
-    reported = mp.read_pointer(fake_lc.accepted[-1]['results'][0]['url'])
-    chosen = child if record['decision']['deploy'] else parent
-    assert reported.content_hash == chosen.content_hash
+    pointer = mp.DeployPointer.for_package(package, str(target / 'package'))
+    mp.write_pointer(str(target / 'index.json'), pointer)
+    return str(target / 'index.json')
+
+
+def test_eval_with_only_pod_mounts_rejects_a_candidate_that_loses_on_an_old_task(
+    tmp_path: Path, lineage: Lineage, fake_lc
+) -> None:
+    """Issue 18: a host-path eval pod cannot see O/deploy; the old worker judged such a candidate
+    alone and deployed it. Now the reference in its train output stops it."""
+    model_url = _forgetful_candidate(lineage, 'forgetful')
+    pod = tmp_path / 'pod'
+    assert eval_in_pod(lineage, fake_lc, pod, model_url, 'forgetful') == 0
+    seen_out = pod / lineage.out.relative_to('/')
+    record = json.loads((seen_out / 'eval' / 'forgetful' / 'decision.json').read_text())
+    decision = record['decision']
+    assert decision['deploy'] is False
+    assert record['deployed']['content_hash'] == lineage.parent.content_hash
+    losses = [r for r in decision['reasons'] if r.startswith('known task')]
+    assert losses and all('mIoU points' in r for r in losses), decision['reasons']
+    for task in ('sunny', 'overcast'):
+        before = record['deployed']['report']['per_task'][task]['miou']
+        after = record['candidate']['report']['per_task'][task]['miou']
+        assert before - after > 0.01, (task, before, after)
+    # the LC re-deploys what is deployed: the same pointer bytes
+    reported = fake_lc.accepted[-1]
+    assert (reported['kind'], reported['status']) == ('eval', 'completed')
+    assert (seen_out / 'eval' / 'forgetful' / 'index.json').read_bytes() == (
+        lineage.deployed_pointer
+    )
+    # the verdict next to the candidate (a read-write hostPath mount) names the kept model
+    verdict = json.loads((seen_out / 'train' / 'forgetful' / VERDICT_FILE).read_text())
+    assert verdict['deploy'] is False
+    assert verdict['reported']['content_hash'] == lineage.parent.content_hash
+
+    # the next round trains from the rejected model but still protects the deployed v1
+    target = lineage.out / 'train' / 'forgetful'
+    shutil.copy(seen_out / 'train' / 'forgetful' / VERDICT_FILE, target / VERDICT_FILE)
+    rejected = mp.load_package(target / 'package')
+    reference = choose_reference(model_url, rejected, tmp_path / 'cache')
+    assert reference is not None
+    assert reference.package.content_hash == lineage.parent.content_hash
+    assert reference.record.package_url == str(lineage.out / 'train' / '1' / 'package')
+    # ... from the copy next to the rejected candidate when the original is gone
+    with hidden(lineage.out / 'train' / '1'):
+        again = choose_reference(model_url, rejected, tmp_path / 'cache2')
+    assert again is not None and again.url == str(target / REFERENCE_DIR)
+    assert again.package.content_hash == lineage.parent.content_hash
+
+
+def _remove(reference: Path) -> None:
+    shutil.rmtree(reference)
+
+
+def _corrupt(reference: Path) -> None:
+    model = reference / mp.MODEL_FILE
+    data = bytearray(model.read_bytes())
+    data[len(data) // 2] ^= 0xFF
+    model.write_bytes(bytes(data))
+
+
+def _swap(reference: Path) -> None:
+    """Another valid package in its place (the candidate itself)."""
+    shutil.rmtree(reference)
+    shutil.copytree(reference.parent / 'package', reference)
+
+
+@pytest.mark.parametrize('damage', [_remove, _corrupt, _swap])
+def test_eval_refuses_a_candidate_whose_reference_copy_is_unusable(
+    tmp_path: Path, lineage: Lineage, fake_lc, damage
+) -> None:
+    name = f'damaged-{damage.__name__.strip("_")}'
+    target = lineage.out / 'train' / name
+    shutil.copytree(lineage.out / 'train' / '2', target)
+    damage(target / REFERENCE_DIR)
+    pointer = mp.DeployPointer.for_package(lineage.child, str(target / 'package'))
+    mp.write_pointer(str(target / 'index.json'), pointer)
+    pod = tmp_path / 'pod'
+    assert eval_in_pod(lineage, fake_lc, pod, str(target / 'index.json'), name) == EXIT_FAILED
+    report = fake_lc.accepted[-1]
+    assert (report['kind'], report['status']) == ('eval', 'failed')
+    reason = report['ownerInfo']['reason']
+    assert 'not judged' in reason and 'reference v1' in reason, reason
+    seen = pod / lineage.out.relative_to('/') / 'eval' / name
+    record = json.loads((seen / 'decision.json').read_text())
+    assert record['decision']['deploy'] is False and record['deployed'] is None
+    assert any(r.startswith('refused, not judged') for r in record['decision']['reasons'])
+    assert not (seen / 'index.json').exists()  # nothing for the LC to deploy
 
 
 def _corrupt_png(root: Path) -> str:
@@ -291,8 +474,8 @@ def test_empty_dataset_list_fails(tmp_path: Path, datasets, fake_lc) -> None:
 
 
 def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_server) -> None:
-    """OUTPUT_URL, model URLs and the test set on S3 (SeaweedFS); the deployed model is found at
-    ``O/deploy/index.pkl`` on S3."""
+    """OUTPUT_URL, model URLs and the test set on S3 (SeaweedFS): round 2's reference is copied
+    into its S3 train output and judged from there (``O/deploy`` is never read)."""
     from robo_lifelong.storage import open_storage
 
     out = s3_bucket + '/robo/out/job'
@@ -303,31 +486,19 @@ def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_serve
             store.upload_file(path, path.relative_to(test_root).as_posix())
     train_index = str(datasets['train'] / 'data.txt')
     common = {**s3_server.env, 'epochs': '2'}
-    assert (
-        run(
-            'train',
-            {
-                **sedna_env(
-                    fake_lc.url,
-                    'train',
-                    out + '/train/1',
-                    TRAIN_DATASET_URL=train_index,
-                    ORIGINAL_DATASET_URL=train_index,
-                ),
-                **common,
-            },
-        )
-        == 0
-    )
-    pointer_url = fake_lc.accepted[-1]['results'][0]['url']
-    assert pointer_url == out + '/train/1/index.json'
 
-    def evaluate(round_: int) -> dict:
+    def train(round_: int, **extra: str) -> str:
+        env = sedna_env(fake_lc.url, 'train', f'{out}/train/{round_}', **extra)
+        env.update(TRAIN_DATASET_URL=train_index, ORIGINAL_DATASET_URL=train_index)
+        assert run('train', {**env, **common}) == 0
+        return fake_lc.accepted[-1]['results'][0]['url']
+
+    def evaluate(round_: int, model_url: str) -> dict:
         env = sedna_env(
             fake_lc.url,
             'eval',
             f'{out}/eval/{round_}',
-            MODEL_URLS=pointer_url,
+            MODEL_URLS=model_url,
             TEST_DATASET_URL=s3_bucket + '/robo/test/data.txt',
             ORIGINAL_DATASET_URL=s3_bucket + '/robo/test/data.txt',
             operator='<',
@@ -337,16 +508,24 @@ def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_serve
         out_store = open_storage(f'{out}/eval/{round_}', s3_server.env)
         return json.loads(out_store.read_bytes('decision.json'))
 
-    first = evaluate(1)
+    pointer_url = train(1)
+    assert pointer_url == out + '/train/1/index.json'
+    first = evaluate(1, pointer_url)
     assert first['deployed'] is None and first['decision']['deploy'] is True
     job = open_storage(out, s3_server.env)
-    job.write_bytes('deploy/index.pkl', job.read_bytes('eval/1/index.json'))  # the LC's copy
-    second = evaluate(2)
+    verdict = json.loads(job.read_bytes(f'train/1/{VERDICT_FILE}'))
+    assert verdict['reported']['content_hash'] == first['candidate']['content_hash']
+
+    child_url = train(2, HAS_COMPLETED_INITIAL_TRAINING='true', CLOUD_KB_INDEX=pointer_url)
+    copy = mp.fetch_package(out + '/train/2/' + REFERENCE_DIR, tmp_path / 'cache', s3_server.env)
+    assert copy.content_hash == first['candidate']['content_hash']
+    second = evaluate(2, child_url)
     assert second['deployed']['content_hash'] == first['candidate']['content_hash']
-    # same model on both sides: the candidate is not better, so the deployed one is kept
-    assert second['decision']['deploy'] is False
+    assert second['deployed']['url'] == out + '/train/2/' + REFERENCE_DIR
     kept = mp.parse_pointer(job.read_bytes('eval/2/index.json'), 'eval/2/index.json')
-    assert kept.content_hash == first['candidate']['content_hash']
+    side = 'candidate' if second['decision']['deploy'] else 'deployed'
+    assert kept.content_hash == second[side]['content_hash']
+    assert not job.exists('deploy/index.pkl')
 
 
 def test_update_rehearses_old_tasks_from_an_s3_dataset(

@@ -24,6 +24,9 @@ Deviations from Sedna (also written to the job's ``robo-lifelong.io/deviations``
   ``O/deploy/index.pkl`` through the bridge); ``Deploy/Completed`` follows at once, as in GM.
 - ``O/deploy/index.pkl`` is replaced atomically (Sedna writes in place without truncation,
   §8.3 item 3).
+- Host-path mounts are emulated by a per-worker view under ``<state>/pods/<WORKER_NAME>/``
+  (symlinks to the directories GM would mount; it is the worker's ``DATA_PATH_PREFIX`` instead
+  of ``/home/data``, see ``workers.py``); ``s3://`` URLs are not rewritten to ``/downloads``.
 - On restart, a ``Starting``/``Running`` stage whose worker died with the old controller becomes
   ``Failed`` (reason ``WorkerLost``), so the job goes back to ``Train/Waiting`` (GM would wait
   for a pod forever). Workers are stopped when the controller stops.
@@ -36,6 +39,7 @@ import copy
 import logging
 import posixpath
 import queue
+import shutil
 import socket
 import threading
 import time
@@ -68,8 +72,10 @@ from robo_lifelong_cloud.controller.trigger import Trigger
 from robo_lifelong_cloud.controller.workers import (
     DEFAULT_COMMAND,
     DEFAULT_KB_SERVER,
+    PodView,
     StageInput,
     WorkerProcess,
+    host_mounts,
     process_env,
     worker_env,
     worker_name,
@@ -81,11 +87,13 @@ DEVIATIONS_ANNOTATION = 'robo-lifelong.io/deviations'
 DEVIATIONS = (
     'local controller (GM+LC in one process); worker exit 0 without report -> Failed; '
     'crash -> Failed (no OnFailure restart); no inference worker at Deploy; atomic deploy copy; '
-    'Starting/Running without a live worker after restart -> Failed; URLs not rewritten to '
-    '/home/data or /downloads, no DATA_PATH_PREFIX; ORIGINAL_DATASET_URL = Dataset spec.url; '
+    'Starting/Running without a live worker after restart -> Failed; host-path mounts '
+    'emulated by a per-worker view of symlinks (DATA_PATH_PREFIX = the view, not /home/data), '
+    's3 URLs not rewritten to /downloads; ORIGINAL_DATASET_URL = Dataset spec.url; '
     'tick configurable (checkPeriodSeconds ignored as in Sedna)'
 )
 DEPLOY_KEY = 'deploy/index.pkl'
+PODS_DIR = 'pods'  # in the state dir: one view of its mounts per worker
 KIND_OF_STAGE = {'Train': 'train', 'Eval': 'eval'}
 SPEC_OF_STAGE = {'Train': 'trainSpec', 'Eval': 'evalSpec', 'Deploy': 'deploySpec'}
 MAX_SYNCS = 20  # GM syncs per tick; each appends at most one condition
@@ -126,6 +134,7 @@ class Controller:
         self.output_dir = manifests.job['spec']['outputDir'].rstrip('/')
         self._reports: queue.Queue[Report] = queue.Queue()
         self._workers: dict[str, WorkerProcess] = {}
+        self._views: dict[str, PodView] = {}
         self._lines: list[str] | None = None
         self._header: str | None = None
         self._last_poll = float('-inf')
@@ -192,6 +201,7 @@ class Controller:
     # ---- lifecycle ---------------------------------------------------------------------
 
     def start(self) -> Controller:
+        shutil.rmtree(self.state.root / PODS_DIR, ignore_errors=True)  # views of dead workers
         self.server.start()
         state = last(self.conditions)
         if state is not None and state[1] in ('Starting', 'Running'):
@@ -214,6 +224,8 @@ class Controller:
     def stop(self) -> None:
         for worker in self._workers.values():
             worker.stop()
+        for view in self._views.values():
+            view.remove()
         self.server.stop()
         self.save()
 
@@ -332,6 +344,18 @@ class Controller:
         template = self.m.job['spec'][SPEC_OF_STAGE[stage]]['template']
         container = template['spec']['containers'][0]
         name = worker_name(kind)
+        dataset_url = self.m.dataset['spec']['url']
+        old_view = self._views.pop(stage, None)
+        if old_view is not None:  # its worker has exited (checked above)
+            old_view.remove()
+        view = PodView(self.state.root / PODS_DIR / name, host_mounts(stage_input, dataset_url))
+        try:
+            view.create()
+        except OSError as e:
+            log.error('cannot make the mounts of the %s worker %s: %s (retrying)', kind, name, e)
+            view.remove()
+            return False
+        self._views[stage] = view
         env = worker_env(
             container,
             stage_input,
@@ -339,9 +363,10 @@ class Controller:
             self.m.job_name,
             name,
             self.server.url,
-            self.m.dataset['spec']['url'],
+            dataset_url,
             self._s3_env(self.m.job, self.m.dataset),
             self.config.kb_server,
+            view,
         )
         try:
             self._workers[stage] = WorkerProcess(

@@ -1,11 +1,19 @@
 """Train/eval workers as subprocesses with the environment GM injects (PROTOCOL.md §3).
 
 ``worker_env`` builds the variables of §3.1: the container template's own ``env`` first, then
-GM's. Deviations, because there is no pod, mount or init container on one machine:
+GM's. Host-path mounts are emulated by a per-worker *pod view* (``PodView``): a directory that
+stands for the pod's ``/home/data`` (it is the worker's ``DATA_PATH_PREFIX``) and holds, at
+``<view><dir>``, a symlink to each directory GM would hostPath-mount, i.e. the parent directory
+of each host-path URL of §3.2 (``OUTPUT_URL``, ``TRAIN_DATASET_URL`` / ``TEST_DATASET_URL``,
+``ORIGINAL_DATASET_URL``, each ``MODEL_URLS`` entry); those URLs are rewritten to
+``<view><path>`` as GM does. So an eval worker is given ``O/train/<r>/``, ``O/eval/`` and the
+dataset directories, and nothing that leads to ``O/deploy/``. (A view is not a sandbox: a worker
+that opened other host paths by name would still reach them; it only never gets such a name.)
+Deviations, because there is no pod, mount or init container on one machine:
 
-- URLs are passed as they are, never rewritten to ``/home/data…`` or ``/downloads…``, and
-  ``DATA_PATH_PREFIX`` is not set (GM sets it only for host-path mounts; there are none). The
-  worker reads host paths and ``s3://`` URLs directly.
+- ``s3://`` URLs are passed as they are, never rewritten to ``/downloads…`` (the worker reads
+  them with the credentials), and a relative host path is passed as it is (GM would make it
+  ``/home/data/<path>`` with no volume).
 - ``ORIGINAL_DATASET_URL`` is always the Dataset's own ``spec.url``: Sedna points it at
   ``dataIndex.txt`` only when the storage initializer has downloaded the samples next to it;
   without an initializer the sample tree lives under the Dataset URL's directory.
@@ -23,7 +31,9 @@ from __future__ import annotations
 
 import logging
 import os
+import posixpath
 import random
+import shutil
 import signal
 import subprocess
 import sys
@@ -78,6 +88,53 @@ class StageInput:
     cloud_kb_index: str = ''
 
 
+def _host_path(url: str) -> bool:
+    return posixpath.isabs(url) and '://' not in url
+
+
+def host_mounts(stage: StageInput, dataset_url: str) -> list[str]:
+    """The directories GM hostPath-mounts into the stage's pod: the parent directory of each
+    host-path URL (§3.2; ``CLOUD_KB_INDEX`` is a plain value, not a mount)."""
+    urls = [stage.output_url, stage.data_url, dataset_url]
+    if stage.kind == 'eval':
+        urls.extend(stage.model_urls)
+    dirs = {posixpath.dirname(posixpath.normpath(u)) for u in urls if u and _host_path(u)}
+    return sorted(dirs)
+
+
+class PodView:
+    """A worker's view of its hostPath mounts: ``root`` plays ``/home/data`` (module doc)."""
+
+    def __init__(self, root: Path, mounts: Sequence[str]) -> None:
+        self.root = root
+        self.mounts = list(mounts)
+
+    def path(self, host_path: str) -> str:
+        """``host_path`` as the worker sees it."""
+        return str(self.root) + posixpath.normpath(host_path)
+
+    def create(self) -> PodView:
+        """Make the view: a symlink per mount (a mount inside another one is already visible).
+        Each mounted directory is created if missing (GM's ``Directory`` volumes must exist;
+        Sedna's LC creates ``O/train`` and ``O/eval`` at job start)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+        self.root.mkdir(parents=True)
+        linked: list[str] = []
+        for mount in sorted(self.mounts, key=len):
+            if any(mount == m or mount.startswith(m.rstrip('/') + '/') for m in linked):
+                continue
+            Path(mount).mkdir(parents=True, exist_ok=True)
+            link = Path(self.path(mount))
+            link.parent.mkdir(parents=True, exist_ok=True)
+            link.symlink_to(mount, target_is_directory=True)
+            linked.append(mount)
+        return self
+
+    def remove(self) -> None:
+        """Remove the view (the symlinks only, never what they point to)."""
+        shutil.rmtree(self.root, ignore_errors=True)
+
+
 def template_env(container: Mapping[str, Any]) -> list[tuple[str, str]]:
     """The container's own ``env`` entries with a literal ``value`` (``valueFrom`` needs k8s)."""
     out = []
@@ -103,8 +160,14 @@ def worker_env(
     dataset_url: str,
     s3_env: Mapping[str, str],
     kb_server: str = DEFAULT_KB_SERVER,
+    view: PodView | None = None,
 ) -> dict[str, str]:
-    """The variables a worker of ``stage.kind`` gets, template env first (later names win)."""
+    """The variables a worker of ``stage.kind`` gets, template env first (later names win).
+    With a ``view``, host-path URLs are rewritten into it and ``DATA_PATH_PREFIX`` names it."""
+
+    def seen(url: str) -> str:
+        return view.path(url) if view is not None and url and _host_path(url) else url
+
     env = dict(template_env(container))
     env.update(
         {
@@ -113,8 +176,8 @@ def worker_env(
             'WORKER_NAME': name,
             'LC_SERVER': lc_server,
             'KB_SERVER': kb_server,
-            'OUTPUT_URL': stage.output_url,
-            'ORIGINAL_DATASET_URL': dataset_url,
+            'OUTPUT_URL': seen(stage.output_url),
+            'ORIGINAL_DATASET_URL': seen(dataset_url),
         }
     )
     urls = [stage.output_url, stage.data_url, dataset_url]
@@ -122,14 +185,16 @@ def worker_env(
         done = stage.has_completed_initial_training
         env['HAS_COMPLETED_INITIAL_TRAINING'] = 'true' if done else 'false'
         if done:
-            env['CLOUD_KB_INDEX'] = stage.cloud_kb_index
-        env['TRAIN_DATASET_URL'] = stage.data_url
+            env['CLOUD_KB_INDEX'] = stage.cloud_kb_index  # a plain value, not a mount
+        env['TRAIN_DATASET_URL'] = seen(stage.data_url)
     else:
-        env['TEST_DATASET_URL'] = stage.data_url
-        env['MODEL_URLS'] = ';'.join(stage.model_urls)
+        env['TEST_DATASET_URL'] = seen(stage.data_url)
+        env['MODEL_URLS'] = ';'.join(seen(url) for url in stage.model_urls)
         urls.extend(stage.model_urls)
     if any(url.startswith('s3://') for url in urls):
         env.update(s3_env)
+    if view is not None and any(url and _host_path(url) for url in urls):
+        env['DATA_PATH_PREFIX'] = str(view.root)
     return env
 
 

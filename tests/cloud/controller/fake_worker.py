@@ -4,7 +4,8 @@
 behaviour: ``ok`` writes ``OUTPUT_URL/index.pkl`` (host path or S3) and reports ``completed``;
 ``fail`` reports ``failed``; ``crash`` exits 3; ``sigkill`` kills itself; ``silent`` exits 0
 without a report; ``hang`` sleeps until killed. Every run records its environment in
-``FAKE_ENV_DIR/<name>.json``.
+``FAKE_ENV_DIR/<name>.json``. Like a real worker (PROTOCOL.md §4.2), it strips
+``DATA_PATH_PREFIX`` from the host paths it reports and records.
 """
 
 import json
@@ -20,9 +21,10 @@ kind = sys.argv[1]
 mode = os.environ.get('FAKE_MODE', 'ok')
 name = os.environ['WORKER_NAME']
 env_dir = os.environ.get('FAKE_ENV_DIR')
-if env_dir:
-    with open(os.path.join(env_dir, name + '.json'), 'w') as f:
+if env_dir:  # atomically: a test may wait for the file to appear
+    with open(os.path.join(env_dir, name + '.json.tmp'), 'w') as f:
         json.dump({'argv': sys.argv[1:], 'env': dict(os.environ)}, f)
+    os.rename(os.path.join(env_dir, name + '.json.tmp'), os.path.join(env_dir, name + '.json'))
 
 
 def report(status, results=None):
@@ -55,10 +57,18 @@ if mode == 'hang':
 if mode == 'fail':
     report('failed')
     sys.exit(0)
+
+
+def host(url):
+    prefix = os.environ.get('DATA_PATH_PREFIX', '').rstrip('/')
+    return url[len(prefix) :] if prefix and url.startswith(prefix + '/') else url
+
+
 store = open_storage(os.environ['OUTPUT_URL'], os.environ)  # a host path or s3:// URL
-artefact = {'kind': kind, 'worker': name, 'models': os.environ.get('MODEL_URLS', '')}
+models = ';'.join(host(u) for u in os.environ.get('MODEL_URLS', '').split(';') if u)
+artefact = {'kind': kind, 'worker': name, 'models': models}
 store.write_bytes('index.pkl', json.dumps(artefact).encode())
-url = store.url_for('index.pkl')
+url = host(store.url_for('index.pkl'))
 if mode == 'silent':
     sys.exit(0)
 if kind == 'train':

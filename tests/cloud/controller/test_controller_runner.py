@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import signal
 import sys
+import time
 from pathlib import Path
 
 import jsonschema
@@ -197,6 +198,15 @@ def test_worker_killed_by_the_user_fails_the_stage(tmp_path: Path) -> None:
         assert controller.conditions[-2]['message'] == 'worker killed by SIGTERM'
 
 
+def _view(env: dict) -> Path:
+    """A worker's pod view (its DATA_PATH_PREFIX)."""
+    return Path(env['DATA_PATH_PREFIX'])
+
+
+def _seen(env: dict, host_path: Path | str) -> str:
+    return env['DATA_PATH_PREFIX'] + str(host_path)
+
+
 def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # stale Sedna variables in the controller's own environment must not leak into workers
     monkeypatch.setenv('DATA_PATH_PREFIX', '/home/data')
@@ -218,9 +228,10 @@ def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         assert env['NAMESPACE'] == 'default' and env['JOB_NAME'] == 'robo-demo'
         assert env['LC_SERVER'] == lc_server and lc_server.startswith('http://127.0.0.1:')
         assert env['KB_SERVER'] == 'http://localhost:9020'
-        assert env['ORIGINAL_DATASET_URL'] == str(tmp_path / 'data' / 'data.txt')
+        # host paths as GM rewrites them, under the worker's own view (not /home/data)
+        assert _view(env) == tmp_path / 'state' / 'pods' / env['WORKER_NAME']
+        assert env['ORIGINAL_DATASET_URL'] == _seen(env, tmp_path / 'data' / 'data.txt')
         assert env['BACKEND_TYPE'] == 'PYTORCH' and env['num_class'] == '24'
-        assert 'DATA_PATH_PREFIX' not in env
     assert {k for k in SEDNA_VARS if k in train} == {
         'NAMESPACE',
         'JOB_NAME',
@@ -231,10 +242,11 @@ def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         'OUTPUT_URL',
         'TRAIN_DATASET_URL',
         'ORIGINAL_DATASET_URL',
+        'DATA_PATH_PREFIX',
     }
     assert train['HAS_COMPLETED_INITIAL_TRAINING'] == 'false'
-    assert train['OUTPUT_URL'] == f'{out}/train/1'
-    assert train['TRAIN_DATASET_URL'] == f'{out}/data/train/1/data.txt'
+    assert train['OUTPUT_URL'] == _seen(train, f'{out}/train/1')
+    assert train['TRAIN_DATASET_URL'] == _seen(train, f'{out}/data/train/1/data.txt')
     assert train['train_ratio'] == '0.9'
     assert {k for k in SEDNA_VARS if k in evaluate} == {
         'NAMESPACE',
@@ -246,11 +258,47 @@ def test_worker_environment(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> 
         'TEST_DATASET_URL',
         'ORIGINAL_DATASET_URL',
         'MODEL_URLS',
+        'DATA_PATH_PREFIX',
     }
-    assert evaluate['MODEL_URLS'] == f'{out}/train/1/index.pkl'
-    assert evaluate['OUTPUT_URL'] == f'{out}/eval/1'
-    assert evaluate['TEST_DATASET_URL'] == f'{out}/data/eval/1/data.txt'
+    assert evaluate['MODEL_URLS'] == _seen(evaluate, f'{out}/train/1/index.pkl')
+    assert evaluate['OUTPUT_URL'] == _seen(evaluate, f'{out}/eval/1')
+    assert evaluate['TEST_DATASET_URL'] == _seen(evaluate, f'{out}/data/eval/1/data.txt')
     assert (evaluate['operator'], evaluate['model_threshold']) == ('<', '0')
+    # the views are gone with the controller
+    assert not (tmp_path / 'state' / 'pods').exists() or not any(
+        (tmp_path / 'state' / 'pods').iterdir()
+    )
+
+
+def test_eval_worker_sees_only_what_a_pod_mounts(tmp_path: Path) -> None:
+    """Round 2's eval view: the parent directories of MODEL_URLS, TEST_DATASET_URL,
+    ORIGINAL_DATASET_URL and OUTPUT_URL (PROTOCOL.md §3.2), so not O/deploy nor round 1."""
+    add_samples(tmp_path, 0, 8)
+    out = tmp_path / 'out' / 'job'
+    with make_controller(tmp_path, eval_mode='hang') as controller:
+        tick_until(controller, lambda c: states(c)[-1] == 'Eval/Running')
+        (out / 'deploy').mkdir(parents=True)
+        (out / 'deploy' / 'index.pkl').write_text('{}')
+        record = tmp_path / 'envs' / f'{controller.worker("Eval").name}.json'
+        deadline = time.monotonic() + 20
+        while not record.is_file():  # the fake worker writes it first thing
+            assert time.monotonic() < deadline, 'the eval worker did not start'
+            time.sleep(0.05)
+        env = json.loads(record.read_text())['env']
+        view = _view(env)
+        links = sorted(str(p.relative_to(view)) for p in view.rglob('*') if p.is_symlink())
+        mounts = [f'{out}/train/1', f'{out}/eval', f'{out}/data/eval/1', f'{tmp_path}/data']
+        assert links == sorted(m.lstrip('/') for m in mounts)
+        for mount in mounts:
+            assert (view / mount.lstrip('/')).resolve() == Path(mount)
+        assert Path(env['MODEL_URLS']).read_text() == (out / 'train/1/index.pkl').read_text()
+        assert not Path(_seen(env, out / 'deploy' / 'index.pkl')).exists()
+        seen_out = Path(_seen(env, out))
+        assert sorted(p.name for p in seen_out.iterdir()) == ['data', 'eval', 'train']
+        assert [p.name for p in (seen_out / 'train').iterdir()] == ['1']
+        assert Path(env['OUTPUT_URL']).parent.is_dir()  # O/eval is there, writable
+    assert not view.exists()  # removed with the controller (the links only)
+    assert (out / 'train' / '1' / 'index.pkl').is_file()
 
 
 def test_second_round_trains_incrementally(tmp_path: Path) -> None:
