@@ -1,20 +1,40 @@
-# The two commands a newcomer needs: `make demo` and `make test`. Both create .venv on first use.
+# The two commands a newcomer needs: `make demo` and `make test`. Both create .venv on first use:
+# ROS 2 Kilted, the cloud worker (torch CPU) and the test tools, with $(FULL_PYTHON).
 VENV := .venv
 BIN := $(VENV)/bin
+FULL_PYTHON ?= python3
 # rclpy from the PyPI wheels finds its ament resources in the venv prefix.
 export AMENT_PREFIX_PATH := $(abspath $(VENV))
 export PYTHONUNBUFFERED := 1
 
-.PHONY: setup demo test lint bench docs clean
+# The robot-side suite (no torch, no cloud worker) in its own venv, e.g.
+#   make test-robot PYTHON=python3.10 ROS_DISTRO=jazzy     # venv .venv-jazzy-py310
+# It reads the test model package that .venv builds (needs torch) from $(TEST_MODEL).
+PYTHON ?= python3
+ROS_DISTRO ?= jazzy
+ROBOT_VENV = .venv-$(ROS_DISTRO)-$(subst .,,$(subst python,py,$(notdir $(PYTHON))))
+TEST_MODEL ?= $(or $(ROBO_LIFELONG_TEST_MODEL_CACHE),.cache/test-model)
+
+.PHONY: setup demo test lint bench docs clean setup-robot test-model test-robot
 
 setup:
-	@bash scripts/setup.sh
+	@PYTHON=$(FULL_PYTHON) ROS_DISTRO=kilted VENV=$(VENV) PROFILE=full bash scripts/setup.sh
 
 demo: setup
 	$(BIN)/robo-lifelong-demo --out demo_output
 
 test: setup lint
 	$(BIN)/python -m pytest tests
+
+setup-robot:
+	@PYTHON=$(PYTHON) ROS_DISTRO=$(ROS_DISTRO) VENV=$(ROBOT_VENV) PROFILE=robot bash scripts/setup.sh
+
+test-model: setup
+	$(BIN)/python -m tests.ros.model_fixture $(TEST_MODEL)
+
+test-robot: setup-robot test-model
+	AMENT_PREFIX_PATH=$(abspath $(ROBOT_VENV)) ROBO_LIFELONG_TEST_MODEL_CACHE=$(abspath $(TEST_MODEL)) \
+		$(ROBOT_VENV)/bin/python -m pytest tests --suite=robot
 
 lint: setup
 	$(BIN)/ruff check .
@@ -27,4 +47,4 @@ docs: setup
 	$(BIN)/robo-lifelong-sim docs --out docs
 
 clean:
-	rm -rf $(VENV) demo_output ros2_ws/build ros2_ws/install ros2_ws/log
+	rm -rf $(VENV) .venv-*/ .cache/test-model demo_output ros2_ws/build ros2_ws/install ros2_ws/log

@@ -15,7 +15,8 @@ WORKDIR /opt/robo_lifelong
 # 2.13.0+cpu (or +cuXXX) build, so pip never pulls PyPI's CUDA wheel and its nvidia-* packages.
 RUN pip install --no-cache-dir --index-url "${TORCH_INDEX_URL}" torch==2.13.0
 
-COPY requirements/edge.txt requirements/cloud.txt requirements/
+# cloud.txt pulls in robot.txt and onnx.txt (no ROS wheels: the worker does not use ROS).
+COPY requirements/robot.txt requirements/onnx.txt requirements/cloud.txt requirements/
 RUN pip install --no-cache-dir -r requirements/cloud.txt
 
 COPY ros2_ws/src/robo_lifelong ros2_ws/src/robo_lifelong

@@ -17,7 +17,7 @@ RUN apt-get update \
         "ros-${ROS_DISTRO}-cv-bridge" \
     && rm -rf /var/lib/apt/lists/*
 
-# Same pins as requirements/edge.txt (tests/test_docker.py keeps them equal). System-wide with
+# Same pins as requirements/robot.txt (tests/test_docker.py keeps them equal). System-wide with
 # --break-system-packages instead of a venv: `ros2 launch` and the colcon-generated node scripts
 # run /usr/bin/python3, so these must be importable by the system interpreter. pip only adds
 # packages under /usr/local and keeps apt's numpy (onnxruntime needs numpy>=1.21.6).
@@ -39,7 +39,9 @@ RUN source "/opt/ros/${ROS_DISTRO}/setup.bash" \
 
 # Every node the launch files start, and any camera driver run in this image, uses the package's
 # shared-memory transport profile (large images are lost over the default UDP transport).
+# Jazzy's Fast DDS 2.14 reads only FASTRTPS_DEFAULT_PROFILES_FILE; Fast DDS 3 reads the other name.
 ENV FASTDDS_DEFAULT_PROFILES_FILE=/opt/robo_lifelong/ros2_ws/install/robo_lifelong/share/robo_lifelong/config/fastdds_shm.xml
+ENV FASTRTPS_DEFAULT_PROFILES_FILE=/opt/robo_lifelong/ros2_ws/install/robo_lifelong/share/robo_lifelong/config/fastdds_shm.xml
 
 # Numeric ids, so that Kubernetes' runAsNonRoot can verify the user without reading /etc/passwd.
 RUN groupadd --gid 10001 robo \

@@ -3,7 +3,7 @@
     ros2 launch robo_lifelong robot.launch.py robot_id:=dog-7 storage_url:=s3://bucket/robots
 
 Camera topics default to the realsense2_camera wrapper's names; remap them with rgb_topic and
-depth_topic. Start the camera driver with the same FASTDDS_DEFAULT_PROFILES_FILE (see README).
+depth_topic. Start the camera driver with the same Fast DDS profile variable (see README).
 """
 
 import os
@@ -14,6 +14,8 @@ from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
 from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
+
+from robo_lifelong.dds import profile_env_names
 
 PACKAGE = 'robo_lifelong'
 
@@ -67,7 +69,10 @@ def generate_launch_description() -> LaunchDescription:
         DeclareLaunchArgument(
             'fastdds_profile',
             default_value=EnvironmentVariable(
-                'FASTDDS_DEFAULT_PROFILES_FILE', default_value=default_profile
+                'FASTDDS_DEFAULT_PROFILES_FILE',
+                default_value=EnvironmentVariable(
+                    'FASTRTPS_DEFAULT_PROFILES_FILE', default_value=default_profile
+                ),
             ),
             description='Fast DDS XML profile (shared memory for large images)',
         ),
@@ -108,5 +113,6 @@ def generate_launch_description() -> LaunchDescription:
         ],
         output='screen',
     )
-    profile = SetEnvironmentVariable('FASTDDS_DEFAULT_PROFILES_FILE', arg['fastdds_profile'])
-    return LaunchDescription([*declared, profile, perception, bridge])
+    # Fast DDS 2 (Humble, Jazzy) reads FASTRTPS_DEFAULT_PROFILES_FILE, Fast DDS 3 the FASTDDS_ one
+    profile = [SetEnvironmentVariable(n, arg['fastdds_profile']) for n in profile_env_names()]
+    return LaunchDescription([*declared, *profile, perception, bridge])

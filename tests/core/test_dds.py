@@ -32,7 +32,31 @@ def test_installed_profile_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path)
     installed = _fake_install(tmp_path)
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))
     assert dds.default_profile_path() == installed
-    assert dds.profile_environ({'A': 'b'}) == {'A': 'b', dds.PROFILES_ENV: str(installed)}
+    names = dds.profile_env_names()
+    assert dds.profile_environ({'A': 'b'}) == {'A': 'b', **dict.fromkeys(names, str(installed))}
+
+
+@pytest.mark.parametrize(
+    'version, names',
+    [
+        ('8.4.3', (dds.PROFILES_ENV, dds.LEGACY_PROFILES_ENV)),  # Jazzy: Fast DDS 2.14
+        ('9.3.3', (dds.PROFILES_ENV,)),  # Kilted: Fast DDS 3, which warns about the old name
+        (None, (dds.PROFILES_ENV, dds.LEGACY_PROFILES_ENV)),  # unknown: both
+    ],
+)
+def test_profile_variables_follow_the_fast_dds_version(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path, version: str | None, names: tuple
+) -> None:
+    installed = _fake_install(tmp_path)
+    if version is not None:
+        (tmp_path / 'share/ament_index/resource_index/packages/rmw_fastrtps_cpp').write_text('')
+        (tmp_path / 'share/rmw_fastrtps_cpp').mkdir()
+        (tmp_path / 'share/rmw_fastrtps_cpp/package.xml').write_text(
+            f'<package format="3"><name>rmw_fastrtps_cpp</name><version>{version}</version>'
+        )
+    monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))
+    assert dds.profile_env_names() == names
+    assert dds.profile_environ({}) == dict.fromkeys(names, str(installed))
 
 
 def test_missing_profile_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -18,7 +18,6 @@ pytest.importorskip(
     reason='launch_testing is not installed (it comes with a ROS 2 install, not from PyPI); '
     'tests/ros/ covers the same behaviour with nodes in subprocesses',
 )
-pytest.importorskip('torch', reason='building the test model package needs torch (cloud deps)')
 
 import launch_testing.actions  # noqa: E402
 import launch_testing.asserts  # noqa: E402

@@ -4,26 +4,42 @@ H2a's SegNet (width 0.5) is trained for 20 iterations on simulator frames of the
 sunny and overcast at 120x212, exported to ONNX and calibrated for unseen-task recognition on
 held-out frames, as the cloud worker does, only much smaller. With it, snow and curbs score far
 above the threshold; night does not (its frames score like sunny ones), so tests use snow.
+
+Building needs torch (the cloud worker); using a built package does not. The robot-side suite
+(``pytest --suite=robot``, venvs without torch) reads one that a venv with torch built into the
+directory ``$ROBO_LIFELONG_TEST_MODEL_CACHE`` (``python -m tests.ros.model_fixture DIR`` or a
+full-suite run with the variable set; ``make test-robot`` does the former). The package's
+directory name carries a hash of the sources that make it (this file and the project modules it
+imports, directly or not), so a stale one is never used.
 """
 
 from __future__ import annotations
 
+import ast
+import hashlib
+import importlib.util
 import os
+import shutil
+import sys
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 from robo_lifelong import model_package as mp
 from robo_lifelong.labels import KNOWN_CLASS_IDS
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.world import CampusWorld
 from robo_lifelong.unseen import fit_calibration
-from robo_lifelong_cloud.data import Frame
-from robo_lifelong_cloud.export import export_onnx
-from robo_lifelong_cloud.model import SegNetConfig, build_model, weights_bytes
-from robo_lifelong_cloud.train import package_manifest
-from robo_lifelong_cloud.train_loop import TrainConfig, embed_and_logits, train
+
+if TYPE_CHECKING:
+    from robo_lifelong_cloud.data import Frame
 
 HEIGHT, WIDTH = 120, 212
+# A directory of prebuilt packages, shared across test runs and venvs (see the module docstring).
+CACHE_ENV = 'ROBO_LIFELONG_TEST_MODEL_CACHE'
+REPO = Path(__file__).resolve().parents[2]
+# Where the project's top-level packages live (robo_lifelong, robo_lifelong_cloud).
+PACKAGE_ROOTS = (REPO / 'ros2_ws' / 'src' / 'robo_lifelong', REPO / 'cloud')
 
 
 @dataclass(frozen=True)
@@ -37,6 +53,8 @@ class FixtureConfig:
 
 
 def _frames(world: CampusWorld, task: str, start: int, n: int) -> list[Frame]:
+    from robo_lifelong_cloud.data import Frame
+
     out = []
     for i in range(n):
         f = world.random_frame(task, start + i)
@@ -47,7 +65,12 @@ def _frames(world: CampusWorld, task: str, start: int, n: int) -> list[Frame]:
 def build_package(
     out: str | os.PathLike, config: FixtureConfig = FixtureConfig(), version: int = 1
 ) -> mp.ModelPackage:
-    """Train, export and calibrate an RGB model package at ``out``."""
+    """Train, export and calibrate an RGB model package at ``out`` (needs torch)."""
+    from robo_lifelong_cloud.export import export_onnx
+    from robo_lifelong_cloud.model import SegNetConfig, build_model, weights_bytes
+    from robo_lifelong_cloud.train import package_manifest
+    from robo_lifelong_cloud.train_loop import TrainConfig, embed_and_logits, train
+
     world = CampusWorld(seed=config.seed, camera=CameraModel(WIDTH, HEIGHT))
     train_frames, held = [], []
     for task in config.known_tasks:
@@ -91,9 +114,104 @@ def with_version(
     return mp.write_package(out, package.model_path.read_bytes(), manifest, weights)
 
 
+def _module_file(name: str) -> Path | None:
+    """The source file of project module ``name`` (``a.b`` -> a/b.py or a/b/__init__.py)."""
+    for root in PACKAGE_ROOTS:
+        base = root.joinpath(*name.split('.'))
+        for path in (base.with_suffix('.py'), base / '__init__.py'):
+            if path.is_file():
+                return path
+    return None
+
+
+def source_files() -> list[Path]:
+    """This file and every project module it imports, directly or not (read with ast, so no
+    torch is needed), with the packages they are in and the cloud pins (torch's version)."""
+    todo, seen = [Path(__file__).resolve()], set()
+    while todo:
+        path = todo.pop()
+        if path in seen:
+            continue
+        seen.add(path)
+        package = path.parent if path.name == '__init__.py' else None
+        if path.is_relative_to(REPO / 'tests'):
+            parts = []
+        else:
+            root = next(r for r in PACKAGE_ROOTS if path.is_relative_to(r))
+            parts = list(path.relative_to(root).with_suffix('').parts)
+            if package is not None:
+                parts = parts[:-1]  # the package itself
+        names = []
+        for node in ast.walk(ast.parse(path.read_text())):
+            if isinstance(node, ast.Import):
+                names += [alias.name for alias in node.names]
+            elif isinstance(node, ast.ImportFrom):
+                if node.level:  # relative: from the module's package
+                    keep = len(parts) - node.level + (package is not None)
+                    base = '.'.join(parts[:keep] + ([node.module] if node.module else []))
+                else:
+                    base = node.module or ''
+                names += [base] + [f'{base}.{alias.name}' for alias in node.names]
+        for name in names:
+            for n in range(1, name.count('.') + 2):  # the module and the packages above it
+                found = _module_file('.'.join(name.split('.')[:n]))
+                if found is not None:
+                    todo.append(found.resolve())
+    return sorted(seen) + [REPO / 'requirements' / 'cloud.txt']
+
+
+def sources_hash() -> str:
+    """sha256 (12 hex digits) of ``source_files()``."""
+    digest = hashlib.sha256()
+    for path in source_files():
+        digest.update(str(path.relative_to(REPO)).encode() + b'\0' + path.read_bytes() + b'\0')
+    return digest.hexdigest()[:12]
+
+
+def can_build() -> bool:
+    return all(importlib.util.find_spec(m) for m in ('torch', 'robo_lifelong_cloud'))
+
+
 def cached_package(cache_dir: Path) -> mp.ModelPackage:
-    """``build_package`` once per cache directory."""
-    path = cache_dir / 'pkg-v1'
+    """``build_package`` once per cache directory; ``$ROBO_LIFELONG_TEST_MODEL_CACHE``, if set,
+    replaces ``cache_dir``. Without torch the package must be there already: a clear error, never
+    a skip, says how to build it."""
+    shared = os.environ.get(CACHE_ENV)
+    root = Path(shared) if shared else cache_dir
+    path = root / f'pkg-v1-{sources_hash()}'
     if (path / mp.MANIFEST_FILE).is_file():
         return mp.load_package(path)
-    return build_package(path)
+    if not can_build():
+        if not shared:
+            where = f'{CACHE_ENV} is not set'
+        else:
+            others = sorted(p.name for p in root.glob('pkg-v1-*')) if root.is_dir() else []
+            where = f'{CACHE_ENV}={shared} has ' + (
+                f'only packages of other sources: {others}' if others else 'no package'
+            )
+        raise RuntimeError(
+            f'no test model package at {path}, and this venv cannot build one: building needs '
+            f'torch and robo_lifelong_cloud (the full venv). {where}. Build it with '
+            f'`.venv/bin/python -m tests.ros.model_fixture DIR` and run with {CACHE_ENV}=DIR '
+            '(`make test-robot` does both).'
+        )
+    package = build_package(path)
+    if shared:  # packages of older sources would only pile up
+        for old in root.glob('pkg-v1-*'):
+            if old != path:
+                shutil.rmtree(old, ignore_errors=True)
+    return package
+
+
+def main(argv: list[str]) -> int:
+    """``python -m tests.ros.model_fixture DIR``: build the package into DIR unless it is there."""
+    if len(argv) != 1:
+        print('usage: python -m tests.ros.model_fixture DIR', file=sys.stderr)
+        return 2
+    os.environ[CACHE_ENV] = str(Path(argv[0]).resolve())
+    print(cached_package(Path(argv[0])).path)
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main(sys.argv[1:]))
