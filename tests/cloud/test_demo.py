@@ -23,7 +23,7 @@ def demo(tmp_path_factory: pytest.TempPathFactory) -> tuple[Path, dict, str]:
         [sys.executable, '-m', 'robo_lifelong_cloud.demo', '--quick', '--out', str(out)],
         capture_output=True,
         text=True,
-        timeout=600,
+        timeout=1800,  # a stall guard: ~2.5 min on an idle machine, several times that when loaded
         cwd=REPO,
     )
     assert proc.returncode == 0, proc.stdout[-3000:] + proc.stderr[-3000:]
