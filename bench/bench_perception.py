@@ -14,6 +14,12 @@ CPU without making a small model faster.
 Transport: 240x424 runs on Fast DDS defaults; 480x640 with the package's SHM profile on every
 process (ARCHITECTURE.md "Large images and DDS transport").
 
+Hot swap: one more 240x424 run in which the driver announces the same model re-sealed as version 2
+on ``model/update`` halfway through; reported are the longest gap between labels arrivals in the
+window and around the swap (announcement to the new version's first labels). The tests check that
+frames are labelled while a model loads (tests/ros/test_perception_node.py holds the load at a
+gate); how long a pause the swap costs is this number.
+
 Recognition part: the ROS-free ``Pipeline`` over the simulator route at 15 Hz with the small
 trained package of tests/ros/model_fixture.py (known tasks sunny, overcast). Reported: the share of
 known-task frames (outside the alarm's exit window after an unseen stretch) that raised WARN or
@@ -46,6 +52,7 @@ from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.route import Route, parse_schedule
 from robo_lifelong.sim.world import CampusWorld
 from robo_lifelong.unseen import fit_calibration
+from tests.ros.model_fixture import with_version
 
 REPO = Path(__file__).resolve().parents[1]
 RATE_HZ = 30.0
@@ -56,6 +63,7 @@ TARGETS = {
     'node_to_inference_ratio_max': 1.3,
     'known_warn_share_max': 0.01,
     'time_to_error_s_max': 1.0,
+    'hot_swap_max_gap_s_max': 0.5,  # labels keep coming at 30 Hz while a new model loads
 }
 
 
@@ -102,15 +110,26 @@ def raw_inference_ms(package: mp.ModelPackage, height: int, width: int, n: int) 
 # Driver process: publishes frames, records labels and the node's diagnostics
 
 
-def drive(height: int, width: int, seconds: float, warmup: float) -> dict:
+def max_gap_s(arrivals_ns: list[int]) -> float:
+    """Longest time between consecutive arrivals, seconds (0 for fewer than two)."""
+    ordered = sorted(arrivals_ns)
+    return max((b - a for a, b in zip(ordered[:-1], ordered[1:], strict=True)), default=0) * 1e-9
+
+
+def drive(height: int, width: int, seconds: float, warmup: float, swap: str = '') -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
-    from std_msgs.msg import Header
+    from std_msgs.msg import Header, String
 
     from robo_lifelong.image_conversion import numpy_to_image
-    from robo_lifelong.nodes.perception_node import COLOR_TOPIC, DEPTH_TOPIC, NODE_STATUS_NAME
-    from robo_lifelong.nodes.qos import SENSOR_QOS
+    from robo_lifelong.nodes.perception_node import (
+        COLOR_TOPIC,
+        DEPTH_TOPIC,
+        NODE_STATUS_NAME,
+        RELIABLE_QOS,
+    )
+    from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
 
     world = CampusWorld(seed=3, camera=CameraModel(width, height))
     frames = [world.random_frame(('sunny', 'overcast')[i % 2], i) for i in range(12)]
@@ -133,6 +152,11 @@ def drive(height: int, width: int, seconds: float, warmup: float) -> dict:
 
     node.create_subscription(Image, 'segmentation/labels', on_labels, 50)
     node.create_subscription(DiagnosticArray, '/diagnostics', on_diag, 10)
+    versions: list[tuple[str, int]] = []  # (version, arrival ns)
+    node.create_subscription(
+        String, 'model/version', lambda m: versions.append((m.data, time.time_ns())), LATCHED_QOS
+    )
+    update_pub = node.create_publisher(String, 'model/update', RELIABLE_QOS)
     stop = threading.Event()
     measuring = threading.Event()
 
@@ -162,8 +186,13 @@ def drive(height: int, width: int, seconds: float, warmup: float) -> dict:
     print(json.dumps({'measuring': True}), flush=True)  # the parent starts the CPU window now
     measuring.set()
     end = time.monotonic() + seconds
+    swap_at = time.monotonic() + seconds / 2 if swap else None
+    swap_sent_ns = None
     while time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.01)
+        if swap_at is not None and time.monotonic() >= swap_at and swap_sent_ns is None:
+            update_pub.publish(String(data=swap))
+            swap_sent_ns = time.time_ns()
     measuring.clear()
     settle = time.monotonic() + 0.5
     while time.monotonic() < settle:
@@ -174,7 +203,23 @@ def drive(height: int, width: int, seconds: float, warmup: float) -> dict:
     rclpy.try_shutdown()
     sent_set = set(sent)
     latencies = [(arr - st) * 1e-6 for st, arr in received if st in sent_set]
-    return {'sent': len(sent), 'received': len(latencies), 'latency_ms': latencies, 'node': status}
+    out = {'sent': len(sent), 'received': len(latencies), 'latency_ms': latencies, 'node': status}
+    if swap:
+        arrivals = [arr for st, arr in received if st in sent_set]
+        swapped_ns = next((t for v, t in versions[1:] if v != versions[0][0]), None)
+        around = [a for a in arrivals if swap_sent_ns and a >= swap_sent_ns]
+        if swapped_ns is not None:  # up to the first labels after the new version came
+            after = [a for a in around if a > swapped_ns]
+            around = [a for a in around if a <= swapped_ns] + after[:1]
+        out['swap'] = {
+            'swapped': swapped_ns is not None,
+            'load_s': round((swapped_ns - swap_sent_ns) * 1e-9, 3) if swapped_ns else None,
+            'max_gap_s': round(max_gap_s(arrivals), 3),
+            'max_gap_around_swap_s': round(max_gap_s([swap_sent_ns, *around]), 3)
+            if swap_sent_ns
+            else None,
+        }
+    return out
 
 
 # ---------------------------------------------------------------------------------------------
@@ -189,6 +234,7 @@ def _node_run(
     shm: bool,
     seconds: float,
     threads: int = 2,
+    swap: mp.ModelPackage | None = None,
 ) -> dict:
     env = dict(os.environ, AMENT_PREFIX_PATH=sys.prefix, PYTHONUNBUFFERED='1')
     env['ROS_DOMAIN_ID'] = str(150 + (os.getpid() % 50))
@@ -209,6 +255,7 @@ def _node_run(
             [
                 sys.executable, '-m', 'bench.bench_perception', 'drive',
                 '--height', str(height), '--width', str(width), '--seconds', str(seconds),
+                *(['--swap', str(swap.path)] if swap is not None else []),
             ],
             env=env, cwd=REPO, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -250,6 +297,7 @@ def _node_run(
         'node_latency_ms_p50': float(status.get('latency_ms_p50') or 'nan'),
         'node_inference_ms_p50': float(status.get('inference_ms_p50') or 'nan'),
         'node_frames_dropped': int(status.get('frames_dropped') or 0),
+        **({'swap': out['swap']} if 'swap' in out else {}),
     }
 
 
@@ -271,6 +319,15 @@ def node_benchmark(quick: bool, workdir: Path) -> dict:
         single = _node_run(package, height, width, True, shm, seconds, threads=1)
         single['raw_inference_ms_p50'] = round(raw, 2)
         out[f'{height}x{width}_threads1'] = single
+        if (height, width) == (240, 424):
+            v2 = with_version(package, workdir / f'{height}x{width}-v2', 2)
+            hot = _node_run(package, height, width, True, shm, seconds, swap=v2)
+            swap = hot['swap']
+            hot['hot_swap_ok'] = (
+                swap['swapped']
+                and swap['max_gap_around_swap_s'] <= TARGETS['hot_swap_max_gap_s_max']
+            )
+            out[f'{height}x{width}_hot_swap'] = hot
     return out
 
 
@@ -351,6 +408,7 @@ def run(quick: bool = False) -> dict:
             for r in nodes.values()
             if 'node_to_inference_ratio' in r
         ),
+        'hot_swap_without_a_pause': all(r.get('hot_swap_ok', True) for r in nodes.values()),
         'known_warn_share': recognition['known_warn_share'] <= TARGETS['known_warn_share_max'],
         'time_to_error_every_unseen_task': len(times) >= timed
         and max(times, default=99) <= TARGETS['time_to_error_s_max'],
@@ -372,9 +430,11 @@ def main() -> int:
     parser.add_argument('--width', type=int, default=424)
     parser.add_argument('--seconds', type=float, default=10.0)
     parser.add_argument('--quick', action='store_true')
+    parser.add_argument('--swap', default='', help='drive: model/update this package halfway')
     args = parser.parse_args()
     if args.role == 'drive':
-        print(json.dumps(drive(args.height, args.width, args.seconds, warmup=4.0)), flush=True)
+        result = drive(args.height, args.width, args.seconds, warmup=4.0, swap=args.swap)
+        print(json.dumps(result), flush=True)
     else:
         print(json.dumps(run(args.quick), indent=1))
     return 0

@@ -1,4 +1,7 @@
-"""Campus simulator speed: frames/s per task and size on one core (target >= 50 at 240x424)."""
+"""Campus simulator speed: frames/s per task and size on one core (target >= 50 at 240x424).
+
+The renderer alone; the sim camera node's rate as another process receives it (timer, rendering,
+conversion, DDS) is bench_sim_camera."""
 
 from __future__ import annotations
 

@@ -7,7 +7,6 @@ import importlib
 import os
 import subprocess
 import sys
-import time
 from pathlib import Path
 
 import pytest
@@ -16,7 +15,14 @@ from tests.ros.node_process import REPO, NodeProcess, ros_environ
 
 PACKAGE = 'robo_lifelong'
 PACKAGE_DIR = REPO / 'ros2_ws' / 'src' / PACKAGE
-NODE_RUN_S = 2.5  # long enough to be past start-up and into spinning
+# What each node logs at the end of its start-up, just before it spins: the test waits for it
+# (however long start-up takes on a loaded machine) instead of sleeping.
+STARTED = {
+    'sim_camera': ' Hz, schedule ',
+    'bridge': '; models from ',
+    'perception': '), spool ',
+    'observer': 'recording the robot topics to ',
+}
 # Parameters a node cannot start without ({tmp} = the test's temporary directory).
 REQUIRED_PARAMS = {'observer': ['out_dir:={tmp}/timeline']}
 
@@ -58,11 +64,12 @@ def test_console_script_runs_and_stops_cleanly(
     if _is_node(module):
         params = [p.format(tmp=tmp_path) for p in REQUIRED_PARAMS.get(name, [])]
         ros_args = ['--ros-args', *(arg for param in params for arg in ('-p', param))]
+        assert name in STARTED, f'add what {name} logs once it has started to STARTED'
         node = NodeProcess([sys.executable, '-c', code, *ros_args], env, tmp_path, name)
         try:
-            time.sleep(NODE_RUN_S)
+            node.wait_for_output(STARTED[name], timeout=120)  # fails if it exits instead
             assert node.proc.poll() is None, f'{name} exited early:\n{node.output}'
-            exit_code, _ = node.interrupt()
+            exit_code, _ = node.interrupt(timeout=60)
         finally:
             node.kill()
         assert exit_code == 0, node.output

@@ -5,13 +5,13 @@ from __future__ import annotations
 import http.client
 import json
 import logging
-import threading
-import time
+from types import SimpleNamespace
 
 import numpy as np
 import pytest
 
 from robo_lifelong.errors import ReportError
+from robo_lifelong_cloud import lc_client
 from robo_lifelong_cloud.lc_client import model_result, report
 from robo_lifelong_cloud.sedna_env import SednaEnv
 from tests.fakes.fake_lc import FakeLC
@@ -99,16 +99,26 @@ def test_data_path_prefix_is_stripped_from_local_urls(fake_lc: FakeLC) -> None:
 def test_retries_until_the_lc_comes_up(caplog: pytest.LogCaptureFixture) -> None:
     (port,) = free_ports(1)
     lc = FakeLC(port=port)
-    starter = threading.Timer(1.0, lc.start)
-    starter.start()
+
+    class StartTheLcAfterTheFirstTry(logging.Handler):
+        """The LC comes up right after the first try failed: an event, not a timer."""
+
+        def emit(self, record: logging.LogRecord) -> None:
+            if 'try 1/5' in record.getMessage():
+                lc.start()
+
+    logger = logging.getLogger(lc_client.__name__)
+    starter = StartTheLcAfterTheFirstTry()
+    logger.addHandler(starter)
     try:
-        with caplog.at_level(logging.WARNING, logger='robo_lifelong_cloud.lc_client'):
+        with caplog.at_level(logging.WARNING, logger=lc_client.__name__):
             report(sedna_env(lc.url), 'train', 'failed', backoff_s=0.3)
     finally:
-        starter.join()
+        logger.removeHandler(starter)
         lc.stop()
     assert len(lc.accepted) == 1
-    assert any('try 1/5' in r.getMessage() for r in caplog.records)
+    failed = [r.getMessage() for r in caplog.records if 'failed (try' in r.getMessage()]
+    assert len(failed) == 1 and 'try 1/5' in failed[0]  # one failed try, then delivered
 
 
 def test_retries_server_errors(fake_lc: FakeLC) -> None:
@@ -117,12 +127,19 @@ def test_retries_server_errors(fake_lc: FakeLC) -> None:
     assert [e.status for e in fake_lc.exchanges] == [503, 503, 200]
 
 
-def test_gives_up_with_a_clear_error_when_the_lc_stays_down() -> None:
+def test_gives_up_with_a_clear_error_when_the_lc_stays_down(
+    monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
     (port,) = free_ports(1)
-    started = time.monotonic()
-    with pytest.raises(ReportError, match=f'127.0.0.1:{port}.*not delivered'):
-        report(sedna_env(f'http://127.0.0.1:{port}'), 'train', 'failed', backoff_s=0.01)
-    assert time.monotonic() - started < 10  # bounded: 5 tries with a tiny backoff
+    waits: list[float] = []  # the back-off sleeps, recorded instead of slept
+    monkeypatch.setattr(lc_client, 'time', SimpleNamespace(sleep=waits.append))
+    with caplog.at_level(logging.WARNING, logger=lc_client.__name__):
+        with pytest.raises(ReportError, match=f'127.0.0.1:{port}.*not delivered'):
+            report(sedna_env(f'http://127.0.0.1:{port}'), 'train', 'failed', backoff_s=0.01)
+    # bounded: 5 tries, doubling a tiny backoff in between
+    tries = [r.getMessage() for r in caplog.records if 'failed (try' in r.getMessage()]
+    assert [f'try {i}/5' in m for i, m in enumerate(tries, 1)] == [True] * 5
+    assert waits == pytest.approx([0.01, 0.02, 0.04, 0.08])
 
 
 def test_redirect_is_not_followed_into_a_get(fake_lc: FakeLC) -> None:

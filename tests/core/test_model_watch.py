@@ -130,8 +130,7 @@ def test_slot_never_shows_a_model_before_it_is_verified(tmp_path: Path) -> None:
     try:
         watcher.request(str(package.path))
         assert entered.wait(10)
-        time.sleep(0.05)
-        assert slot.current() is None  # still loading: frames see no model at all
+        assert slot.current() is None  # still loading (held by the test): frames see no model
         release.set()
         wait_for(lambda: slot.current() is not None)
     finally:
@@ -157,6 +156,14 @@ def test_watched_directory_takes_the_highest_version_and_does_not_retry_a_reject
 
     slot, events = ModelSlot(), Events()
     watcher = ModelWatcher(slot, events, watch_dir=watch, poll_s=0.05, loader=counting_loader)
+    polls: list[int] = []  # finished polls of the watched directory
+    poll = watcher._poll
+
+    def counting_poll() -> None:
+        poll()
+        polls.append(1)
+
+    watcher._poll = counting_poll
     try:
         wait_for(lambda: len(events.items) == 1)
         assert slot.current().package.version == 2
@@ -164,7 +171,8 @@ def test_watched_directory_takes_the_highest_version_and_does_not_retry_a_reject
         bad.model_path.write_bytes(b'tampered')
         wait_for(lambda: len(events.items) == 2)
         assert not events.items[1].accepted and 'sha256' in events.items[1].reason
-        time.sleep(0.3)  # several polls: the rejected candidate is not tried again
+        done = len(polls)
+        wait_for(lambda: len(polls) >= done + 3)  # three more polls (counted, not waited for)
         assert attempts.count(str(watch / 'c')) == 1
         assert slot.current().package.version == 2
         write(watch / 'c', version=3)  # fixed in place: a new manifest, tried again

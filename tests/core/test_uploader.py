@@ -157,9 +157,10 @@ def test_failures_back_off_then_drain_and_reset(tmp_path):
     store = FlakyStorage(tmp_path / 'store', failures=4)
     config = UploadConfig('dog-1', backoff_initial_s=0.02, backoff_max_s=0.1)
     uploader = Uploader(spool, store, config)
-    started = time.monotonic()
-    assert uploader.drain() == 4
-    assert time.monotonic() - started >= 4 * 0.02  # each failure waited at least the initial delay
+    stop = RecordingEvent()  # records the back-off waits instead of sleeping them
+    assert uploader.drain(stop) == 4
+    # each failure backed off at least the initial delay and at most the cap
+    assert len(stop.waits) == 4 and all(0.02 <= wait <= 0.1 for wait in stop.waits), stop.waits
     status = uploader.status()
     assert status.failures == 0 and 'unreachable' in status.last_error
     check_uploaded(store, ids)
@@ -353,21 +354,31 @@ def test_s3_killed_mid_drain_and_restarted(s3_server, s3_bucket, tmp_path):
     spool = Spool(tmp_path / 'spool', BIG, 1000)
     ids = fill(spool, 15, size=2000)
     store = open_storage(s3_bucket, environ=s3_server.env)
-    # ~4 samples/s, so the kill lands mid-drain
-    config = UploadConfig('dog-1', bandwidth_bytes_per_s=12_000, backoff_max_s=1.0)
-    uploader = Uploader(spool, store, config)
+    # the kill lands mid-drain because the test holds the uploader there: after 3 samples, at
+    # the first write of the 4th, until S3 is down
+    held, killed = threading.Event(), threading.Event()
+    write_if = store.write_if
+
+    def gated_write_if(key, data, etag):
+        if uploader.status().uploaded >= 3 and not killed.is_set():
+            held.set()
+            killed.wait(60)
+        return write_if(key, data, etag)
+
+    store.write_if = gated_write_if
+    uploader = Uploader(spool, store, UploadConfig('dog-1', backoff_max_s=1.0))
     stop = threading.Event()
     worker = threading.Thread(target=uploader.drain, args=(stop,))
     worker.start()
     try:
-        deadline = time.monotonic() + 30
-        while uploader.status().uploaded < 3 and time.monotonic() < deadline:
-            time.sleep(0.05)
+        assert held.wait(60), 'the uploader never got to its 4th sample'
         s3_server.kill()
-        time.sleep(1.0)
-        assert uploader.status().failures > 0 or uploader.status().last_error is not None
+        killed.set()
+        assert wait_for(lambda: uploader.status().failures > 0, 60), uploader.status()
+        assert uploader.status().uploaded == 3
         assert spool.list(), 'the backlog stays spooled while S3 is down'
     finally:
+        killed.set()
         s3_server.start()
     worker.join(timeout=120)
     alive = worker.is_alive()

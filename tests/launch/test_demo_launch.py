@@ -35,6 +35,8 @@ from tests.ros.model_fixture import cached_package  # noqa: E402
 
 NS = '/robo_lifelong'
 WORK = Path(tempfile.mkdtemp(prefix='robo_lifelong_launch_'))
+# bound of every wait: they end on what is heard, and only a broken launch takes this long
+BOUND_S = 180.0
 
 
 @pytest.mark.launch_test
@@ -89,7 +91,7 @@ class TestDemoTopics(unittest.TestCase):
         return done()
 
     def test_labels_are_published_with_the_input_size(self):
-        self.assertTrue(self._spin_until(lambda: len(self.labels) >= 5, 60.0))
+        self.assertTrue(self._spin_until(lambda: len(self.labels) >= 5, BOUND_S))
         msg = self.labels[-1]
         self.assertEqual((msg.encoding, msg.width, msg.height), ('mono8', 212, 120))
 
@@ -101,13 +103,13 @@ class TestDemoTopics(unittest.TestCase):
                 for s in a.status
             )
 
-        self.assertTrue(self._spin_until(reached_error, 60.0))
+        self.assertTrue(self._spin_until(reached_error, BOUND_S))
 
     def test_bridge_reports_diagnostics(self):
         def upload_status():
             return [s for s in self.bridge if any('backlog' in kv.key for kv in s.values)]
 
-        self.assertTrue(self._spin_until(lambda: bool(upload_status()), 30.0))
+        self.assertTrue(self._spin_until(lambda: bool(upload_status()), BOUND_S))
 
 
 def _level_value(level) -> int:

@@ -1,7 +1,11 @@
 """bridge node in a subprocess (real rclpy): drains a spool to local and S3 storage while
 /diagnostics shows the backlog falling to zero, and announces a new model package once; S3
 faults (truncated bodies, resets, 5xx) and unexpected exceptions are reported while they last
-and survived, and a dead worker thread is an ERROR naming it."""
+and survived, and a dead worker thread is an ERROR naming it.
+
+Waits are bounded generously and end on what the listener hears; where a test needs the bridge
+to be at some point (uploads not started yet), tests/ros/faulty_node.py holds it there at a gate
+the test opens. Upload speed is measured by bench/bench_bridge.py."""
 
 from __future__ import annotations
 
@@ -79,10 +83,16 @@ def stop_bridge(proc: subprocess.Popen) -> str:
     return proc.stdout.read().decode(errors='replace')
 
 
+def model_polls(listener: Listener) -> int:
+    """How many deploy-pointer polls bridge/status has shown (each has its own last_check)."""
+    return len({json.loads(s)['models']['last_check'] for s in listener.status})
+
+
 def test_bridge_drains_spool_and_announces_model_once(tmp_path: Path, listener: Listener):
     robot = f'dog-{os.getpid()}'
     spool = Spool(tmp_path / 'spool', 10**12, 1000)
     pointer = tmp_path / 'deploy' / 'index.pkl'
+    gate = tmp_path / 'uploads-may-start'  # the upload thread waits for it before each step
     proc = start_bridge(
         {
             'spool_dir': tmp_path / 'spool',
@@ -93,21 +103,31 @@ def test_bridge_drains_spool_and_announces_model_once(tmp_path: Path, listener: 
             'upload_poll_s': 0.2,
             'model_poll_s': 0.2,
             'status_period_s': 0.2,
-            'bandwidth_limit_bytes_per_s': 4000,  # ~3 samples/s: the backlog is seen falling
-        }
+            'bandwidth_limit_bytes_per_s': 4000,  # ~3 samples/s
+        },
+        inject=('robo_lifelong.uploader:Uploader.step', f'gate:{gate}', -1),
     )
     try:
-        assert listener.spin_until(lambda: listener.diagnostics, 20), 'no diagnostics'
+        assert listener.spin_until(lambda: listener.diagnostics, 60), 'no diagnostics'
         ids = fill(spool, 8, robot=robot, size=1000)
-        assert listener.spin_until(lambda: int(listener.diagnostics[-1]['backlog_count']) >= 4, 10)
+        # held at the gate: the whole backlog is reported, nothing uploaded
+        assert listener.spin_until(lambda: listener.diagnostics[-1]['backlog_count'] == '8', 60), (
+            listener.diagnostics[-1]
+        )
+        assert listener.diagnostics[-1]['uploaded'] == '0'
+        held = len(listener.diagnostics) - 1
+        gate.touch()
         assert listener.spin_until(
             lambda: (
                 listener.diagnostics[-1]['backlog_count'] == '0'
                 and listener.diagnostics[-1]['uploaded'] == '8'
             ),
-            30,
+            60,
         ), listener.diagnostics[-1]
         assert listener.diagnostics[-1]['level'] == b'\x00'  # OK
+        # the backlog falls from 8 to 0 and never grows back while draining
+        backlog = [int(d['backlog_count']) for d in listener.diagnostics[held:]]
+        assert backlog[0] == 8 and backlog == sorted(backlog, reverse=True)
         check_uploaded(open_storage(str(tmp_path / 'store')), ids)
 
         # bridge/status is a separate message of the same period: it may arrive a beat later
@@ -117,15 +137,18 @@ def test_bridge_drains_spool_and_announces_model_once(tmp_path: Path, listener: 
             status = json.loads(listener.status[-1])
             return status['backlog']['count'] == 0 and status['uploads']['uploaded'] == 8
 
-        assert listener.spin_until(status_drained, 5), listener.status[-1:]
+        assert listener.spin_until(status_drained, 30), listener.status[-1:]
 
         package = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=4))
         mp.write_pointer(str(pointer), mp.DeployPointer.for_package(package, str(package.path)))
-        assert listener.spin_until(lambda: listener.updates, 15), 'no model/update'
-        listener.spin_until(lambda: False, 1.5)  # several more polls: no second announcement
+        assert listener.spin_until(lambda: listener.updates, 60), 'no model/update'
+        # three more polls of the pointer (counted on bridge/status): no second announcement
+        polls = model_polls(listener)
+        assert listener.spin_until(lambda: model_polls(listener) >= polls + 3, 60)
         assert listener.updates == [str(tmp_path / 'models' / package.content_hash)]
         assert mp.load_package(listener.updates[0]).content_hash == package.content_hash
     finally:
+        gate.touch()  # a failed test must not leave the upload thread waiting
         log = stop_bridge(proc)
     assert proc.returncode == 0, log
     assert 'uploaded 8 samples' in log
@@ -223,7 +246,7 @@ def test_bridge_reports_s3_faults_while_they_last_then_delivers_everything_once(
                     uploads_status(listener).get('failures', 0) > 0
                     and 'IncompleteRead' in uploads_status(listener)['last_error']
                 ),
-                10,
+                30,
             ), listener.status[-1:]
 
             # then resets, 503s and truncated replies take turns on every request
@@ -233,7 +256,7 @@ def test_bridge_reports_s3_faults_while_they_last_then_delivers_everything_once(
                 lambda: all(proxy.injected[f] > before.get(f, 0) for f in Fault), 60
             ), proxy.injected
             received = len(listener.diagnostics)
-            assert listener.spin_until(lambda: len(listener.diagnostics) >= received + 3, 10)
+            assert listener.spin_until(lambda: len(listener.diagnostics) >= received + 3, 30)
             assert proc.poll() is None
             during = list(listener.diagnostics)
             statuses = [json.loads(s) for s in listener.status]
@@ -257,7 +280,7 @@ def test_bridge_reports_s3_faults_while_they_last_then_delivers_everything_once(
                 60,
             ), (listener.diagnostics[-1], listener.updates)
             assert listener.updates == [str(tmp_path / 'models' / package.content_hash)]
-            assert listener.spin_until(lambda: uploads_status(listener).get('uploaded') == 6, 5)
+            assert listener.spin_until(lambda: uploads_status(listener).get('uploaded') == 6, 30)
             uploads = uploads_status(listener)
             assert uploads['failures'] == 0 and uploads['total_failures'] > 0
         finally:
@@ -292,7 +315,7 @@ def test_bridge_upload_thread_counts_an_unexpected_exception_and_carries_on(tmp_
         last = listener.diagnostics[-1]
         assert last['level'] == OK and last['thread_alive'] == 'True'
         assert last['last_error'] == 'RuntimeError: injected by the test'
-        assert listener.spin_until(lambda: uploads_status(listener).get('total_failures') == 2, 5)
+        assert listener.spin_until(lambda: uploads_status(listener).get('total_failures') == 2, 30)
     finally:
         log = stop_bridge(proc)
     assert proc.returncode == 0, log
@@ -316,7 +339,7 @@ def test_a_dead_upload_thread_is_a_diagnostics_error_naming_it(tmp_path, listene
         assert last['message'].startswith('thread bridge-upload is not running')
         assert last['thread_alive'] == 'False'
         assert listener.spin_until(
-            lambda: uploads_status(listener).get('thread', {}).get('alive') is False, 5
+            lambda: uploads_status(listener).get('thread', {}).get('alive') is False, 30
         )
         assert proc.poll() is None  # the node itself is still up and says so
     finally:

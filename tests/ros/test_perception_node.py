@@ -4,13 +4,20 @@ One small real model package is trained per session (tests/ros/model_fixture.py:
 sunny and overcast). That tiny model does not recognise the simulator's night as unseen (its
 night frames score like sunny ones), but snow scores far above the threshold, so the route here
 is sunny -> snow -> sunny.
+
+No verdict here depends on how fast the machine is: the probe (tests/ros/perception_probe.py)
+records until the events a test is about have happened (the alarm went OK, WARN, ERROR and back to
+OK; labels of frames captured after some moment arrived; a version was announced; the node logged
+a line), within generous bounds. The camera keeps every published frame's ground truth, so a
+labels message is checked against the stamps the camera really published. How fast perception
+keeps up is measured by bench/bench_perception.py.
 """
 
 from __future__ import annotations
 
 import random
-import time
 from pathlib import Path
+from typing import NamedTuple
 
 import pytest
 import yaml
@@ -25,6 +32,7 @@ from robo_lifelong.nodes.perception_node import (
     PARAMETERS,
     PerceptionConfig,
 )
+from robo_lifelong.sim.ground_truth import GroundTruthStore
 from robo_lifelong.spool import Spool
 from tests.ros.model_fixture import cached_package, with_version
 from tests.ros.node_process import REPO, NodeProcess, ros_environ, run_json_script
@@ -32,11 +40,16 @@ from tests.ros.node_process import REPO, NodeProcess, ros_environ, run_json_scri
 pytestmark = pytest.mark.ros
 
 PERCEPTION = 'robo_lifelong.nodes.perception_node'
+# the module's node: the same node with a gate in its model loader for the hot-swap test
+GATED_PERCEPTION = 'tests.ros.gated_perception'
 CAMERA = 'robo_lifelong.nodes.sim_camera_node'
 PROBE = Path(__file__).with_name('perception_probe.py')
 PARAMS_FILE = REPO / 'ros2_ws/src/robo_lifelong/config/perception.yaml'
-SCHEDULE = 'sunny:7,snow:7,sunny:9'  # seconds of route time at 10 Hz
-ROUTE_S = 23.0
+SCHEDULE = 'sunny:7,snow:7,sunny:9'  # seconds of route time at 10 Hz, repeating
+# Bound of a run through the route: OK, WARN, ERROR, OK takes one pass (23 s of route time)
+# when the probe joins in the first sunny stretch, two at worst, and route time runs slower than
+# wall time while the camera is short of CPU. Only a broken node takes this long.
+ROUTE_TIMEOUT_S = 240.0
 OK, WARN, ERROR, STALE = (int(level) for level in AlarmLevel)
 NODE_STATUS = NODE_STATUS_NAME
 
@@ -51,8 +64,27 @@ def package(tmp_path_factory: pytest.TempPathFactory) -> mp.ModelPackage:
     return cached_package(tmp_path_factory.getbasetemp() / 'perception-model')
 
 
-def probe(env: dict, seconds: float, *extra: str, timeout: float = 40.0) -> dict:
-    return run_json_script(PROBE, env, seconds, timeout, *extra)
+class Live(NamedTuple):
+    node: NodeProcess
+    spool_dir: Path
+    ground_truth: Path  # the camera's ground truth: one frame per published stamp
+
+
+def probe(env: dict, seconds: float, *extra: str, timeout: float = 90.0) -> dict:
+    """What tests/ros/perception_probe.py recorded; fails if a condition or action it was given
+    was not met within ``timeout`` (generous: only a broken node takes that long)."""
+    record = run_json_script(PROBE, env, seconds, timeout, *extra)
+    assert not record.get('unmet'), f'never happened: {record["unmet"]}'
+    return record
+
+
+def node_statuses(record: dict, robot_id: str = 'dog7') -> list[dict]:
+    """The perception node statuses of ``robot_id`` on /diagnostics (shared by all nodes)."""
+    return [
+        d
+        for d in record['diagnostics']
+        if d['name'] == NODE_STATUS_NAME and d['hardware_id'] == robot_id
+    ]
 
 
 def levels_in_order(alarms: list[dict]) -> list[int]:
@@ -66,17 +98,13 @@ def levels_in_order(alarms: list[dict]) -> list[int]:
 
 @pytest.fixture(scope='module')
 def live(env, package, tmp_path_factory):
-    """Sim camera + perception running for the whole module; yields (perception, spool dir)."""
+    """Perception, then (once its model is in use) the sim camera, running for the whole
+    module: the camera's route time starts at 0 with a node that is ready for it."""
     tmp = tmp_path_factory.mktemp('perception')
-    spool_dir = tmp / 'spool'
-    camera = NodeProcess.python_module(
-        CAMERA,
-        ['-p', 'rate_hz:=10.0', '-p', f'schedule:={SCHEDULE}', '-p', 'width:=424'],
-        env,
-        tmp,
-    )
+    spool_dir, ground_truth = tmp / 'spool', tmp / 'ground_truth'
+    camera = None
     node = NodeProcess.python_module(
-        PERCEPTION,
+        GATED_PERCEPTION,
         [
             '--params-file', str(PARAMS_FILE),
             '-p', f'model_path:={package.path}',
@@ -91,20 +119,32 @@ def live(env, package, tmp_path_factory):
         tmp,
     )  # fmt: skip
     try:
-        node.wait_for_output('in use', timeout=60)
-        yield node, spool_dir
-        code, _ = node.interrupt()
+        node.wait_for_output('in use', timeout=120)
+        camera = NodeProcess.python_module(
+            CAMERA,
+            ['-p', 'rate_hz:=10.0', '-p', f'schedule:={SCHEDULE}', '-p', 'width:=424',
+             '-p', f'ground_truth_dir:={ground_truth}',
+             '-p', 'ground_truth_max_frames:=1000000'],  # every stamp of the module's run
+            env,
+            tmp,
+        )  # fmt: skip
+        camera.wait_for_output('at 10.0 Hz', timeout=120)
+        yield Live(node, spool_dir, ground_truth)
+        code, _ = node.interrupt(timeout=60)
         assert code == 0, node.output
     finally:
         node.kill()
-        camera.kill()
+        if camera is not None:
+            camera.kill()
 
 
 @pytest.fixture(scope='module')
 def route_record(env, live) -> dict:
-    """What a subscriber hears over one pass of the route (camera route time starts at 0 when
-    the camera starts, so the probe covers the unseen stretch and the return)."""
-    return probe(env, ROUTE_S)
+    """What a subscriber hears until the alarm went OK -> WARN -> ERROR -> OK (the snow stretch
+    and the return) and a sample the alarm listed was announced."""
+    until = ['levels=0,1,2,0', 'alarm-samples', 'diagnostics', 'score', 'overlay']
+    until += ['terrain', 'gait', 'markers']
+    return probe(env, 0, *(a for c in until for a in ('--until', c)), timeout=ROUTE_TIMEOUT_S)
 
 
 def test_params_file_lists_every_parameter() -> None:
@@ -114,15 +154,19 @@ def test_params_file_lists_every_parameter() -> None:
         assert type(value) is type(PARAMETERS[name][0]), name
 
 
-def test_labels_keep_the_input_stamp_and_come_with_scores(route_record: dict) -> None:
+def test_labels_keep_the_input_stamp_and_come_with_scores(route_record: dict, live) -> None:
     labels = route_record['labels']
-    assert len(labels) >= 0.7 * 10 * ROUTE_S
+    assert labels, 'no labels'
     assert all(lb['encoding'] == 'mono8' and lb['shape'] == [240, 424] for lb in labels)
     assert max(lb['max'] for lb in labels) > 0
-    # the stamp is the camera's (taken before rendering), so it precedes the labels' arrival
-    lags = [(lb['wall_ns'] - lb['stamp_ns']) * 1e-9 for lb in labels]
-    assert all(0.0 < lag < 2.0 for lag in lags)
-    assert len({lb['stamp_ns'] for lb in labels}) == len(labels)
+    # every labels message carries the stamp of a frame the camera published (kept with its
+    # ground truth), taken before rendering, so it precedes the labels' arrival
+    published = set(GroundTruthStore(live.ground_truth).stamps())
+    assert {lb['stamp_ns'] for lb in labels} <= published
+    assert all(lb['wall_ns'] > lb['stamp_ns'] for lb in labels)
+    stamps = [lb['stamp_ns'] for lb in labels]
+    assert stamps == sorted(set(stamps)), 'a frame labelled twice or out of order'
+    # one score per labelled frame; the last few may still be on their way
     assert len(route_record['score']) >= 0.9 * len(labels)
     assert {o['enc'] for o in route_record['overlay']} == {'rgb8'}
     assert route_record['terrain'][-1]['curr'] in ('road', 'sidewalk', 'curb', 'other')
@@ -134,7 +178,10 @@ def test_labels_keep_the_input_stamp_and_come_with_scores(route_record: dict) ->
 def test_alarm_goes_warn_then_error_on_snow_and_back_to_ok(route_record: dict) -> None:
     alarms = [a for a in route_record['alarm'] if a['level'] != STALE]
     seq = levels_in_order(alarms)
-    assert seq[0] == OK
+    # the probe joins wherever the route is (in the first sunny stretch unless the machine is
+    # slow to start it); from the first OK on, the route's snow must show in this order
+    assert OK in seq, seq
+    seq = seq[seq.index(OK) :]
     assert WARN in seq and ERROR in seq
     i_warn, i_error = seq.index(WARN), seq.index(ERROR)
     assert i_warn < i_error and OK in seq[i_error:]
@@ -142,11 +189,10 @@ def test_alarm_goes_warn_then_error_on_snow_and_back_to_ok(route_record: dict) -
     assert float(error['score']) > float(error['threshold']) == 1.0
     assert error['model_version'].startswith('v1-') and error['since']
     assert error['task'] in ('sunny', 'overcast')
-    assert seq[-1] == OK
 
 
 def test_samples_are_spooled_and_announced(route_record: dict, live) -> None:
-    _, spool_dir = live
+    spool_dir = live.spool_dir
     events = route_record['sample']
     assert events, 'no unseen/sample events'
     spool = Spool(spool_dir, max_bytes=10**10, max_samples=10**6)
@@ -161,60 +207,90 @@ def test_samples_are_spooled_and_announced(route_record: dict, live) -> None:
 
 
 def test_diagnostics_report_frames_and_model(route_record: dict) -> None:
-    node = [d for d in route_record['diagnostics'] if d['name'] == NODE_STATUS]
+    node = node_statuses(route_record)
     last = node[-1]
-    assert last['level'] == OK and int(last['frames_processed']) > 100
+    # Counted, not timed: the node counts a frame right after publishing its labels, on the
+    # thread that later takes the status's counters and then its stamp, so every labels message
+    # that arrived before that stamp is in frames_processed.
+    before = sum(lb['wall_ns'] < last['stamp_ns'] for lb in route_record['labels'])
+    assert before > 0
+    assert last['level'] == OK and int(last['frames_processed']) >= before
+    processed = [int(d['frames_processed']) for d in node]
+    assert processed == sorted(processed)
     assert last['model_version'].startswith('v1-') and float(last['latency_ms_p95']) > 0
     assert 'frames_dropped' in last
     assert any(d['name'] == ALARM_NAME for d in route_record['diagnostics'])
 
 
 def test_a_node_started_with_a_model_does_not_warn_while_loading_it(live) -> None:
-    node, _ = live
+    node = live.node
     assert 'in use' in node.output and 'no model loaded' not in node.output
 
 
 def test_late_subscriber_gets_the_current_alarm_and_version(env, route_record) -> None:
-    late = probe(env, 0.5)
+    late = probe(env, 0, '--until', 'alarm', '--until', 'version')
     assert late['alarm'] and late['alarm'][0]['level'] in (OK, WARN, ERROR)
     assert late['version'] and late['version'][0]['version'].startswith('v1-')
 
 
 def test_hot_swap_changes_the_version_without_a_gap(env, live, package, tmp_path) -> None:
+    """The new package is held half loaded (tests/ros/gated_perception.py) until frames captured
+    after the load reached its gate were labelled: the frame path never waits for a load. Then
+    one swap: the version goes from the old to the new and frames go on being labelled."""
+    v1 = probe(env, 0, '--until', 'version')['version'][-1]['version']
     v2 = with_version(package, tmp_path / 'v2', 2)
-    record = probe(env, 6.0, '--update', str(v2.path), '--update-after', '1.5')
+    (v2.path / 'gate').mkdir()
+    record = probe(
+        env,
+        0,
+        '--update', str(v2.path),
+        '--gate', str(v2.path / 'gate'),
+        '--until', f'version={model_version(v2)}',
+        '--until', 'labels-after-version=3',
+    )  # fmt: skip
+    reached, opened = (g['wall_ns'] for g in record['gate'])
+    held = [lb for lb in record['labels'] if reached < lb['stamp_ns'] and lb['wall_ns'] < opened]
+    assert len(held) >= 3, 'no frames labelled while the new model was loading'
     versions = [v['version'] for v in record['version']]
-    assert versions[-1] == model_version(v2) and versions[0] != versions[-1]
-    arrivals = [lb['arrival'] for lb in record['labels']]
-    assert (
-        max(b - a for a, b in zip(arrivals[:-1], arrivals[1:], strict=True)) < 0.5
-    )  # 10 Hz, no pause
-    swapped_at = record['version'][-1]['arrival']
-    assert any(a > swapped_at for a in arrivals)
+    assert versions[0] == v1 != model_version(v2) and versions[-1] == model_version(v2)
+    assert all(v['version'] == v1 for v in record['version'] if v['wall_ns'] < opened)
+    # the node never had no model, and swapped once: old, old, ..., new, new
+    models = [d['model_version'] for d in node_statuses(record)]
+    assert all(d['level'] == OK for d in node_statuses(record))
+    assert set(models) <= {v1, model_version(v2)} and models == sorted(models, key=models.index)
+    swapped_at = record['version'][-1]['wall_ns']
+    assert sum(lb['stamp_ns'] > swapped_at for lb in record['labels']) >= 3
 
 
 def test_corrupt_package_is_rejected_and_the_old_model_continues(
     env, live, package, tmp_path
 ) -> None:
-    node, _ = live
+    node = live.node
     bad = with_version(package, tmp_path / 'bad', 9)
     bad.model_path.write_bytes(bad.model_path.read_bytes()[:-10])
-    before = probe(env, 0.5)['version'][-1]['version']
-    record = probe(env, 4.0, '--update', str(bad.path), '--update-after', '1.0')
+    before = probe(env, 0, '--until', 'version')['version'][-1]['version']
+    record = probe(env, 0, '--update', str(bad.path), '--until', f'diag=rejected {bad.path}')
     assert record['version'][-1]['version'] == before
-    node.wait_for_output('rejected', timeout=10)
+    node.wait_for_output('rejected', timeout=60)
     assert 'sha256 mismatch' in node.output
-    assert record['labels'][-1]['arrival'] - record['injected'][0]['arrival'] > 1.0
+    # after the rejection: frames captured later are labelled, by the old model
+    after = probe(env, 0, '--until', 'labels-after-injection=3', '--until', 'version')
+    assert after['version'][-1]['version'] == before
+    assert any(lb['stamp_ns'] > record['injected'][0]['wall_ns'] for lb in after['labels'])
 
 
 def test_bad_input_never_kills_the_node(env, live) -> None:
-    node, _ = live
-    record = probe(env, 6.0, '--inject-bad')
-    assert len(record['injected']) == 6
-    done = record['injected'][-1]['arrival']
-    assert any(lb['arrival'] > done + 0.5 for lb in record['labels'])  # still publishing
+    node = live.node
+    logs = ('--node-log', str(node.stdout_path), '--node-log', str(node.stderr_path))
+    record = probe(env, 0, '--inject-bad', *logs, '--until', 'labels-after-injection=3')
+    assert [i['case'] for i in record['injected']] == [
+        'wrong encoding', 'wrong size', 'empty data', 'nan depth', 'depth of another size',
+        'out of order',
+    ]  # fmt: skip
+    # still publishing: frames captured after the last bad one were labelled
+    done = record['injected'][-1]['wall_ns']
+    assert sum(lb['stamp_ns'] > done for lb in record['labels']) >= 3
     assert node.proc.poll() is None
-    time.sleep(0.5)
     for text in ('mono16', 'empty image', 'does not match rgb', 'NaN', 'not newer'):
         assert text in node.output, text
 
@@ -232,8 +308,8 @@ def test_a_4k_frame_is_labelled_at_its_own_resolution(env, package, tmp_path) ->
         tmp_path,
     )  # fmt: skip
     try:
-        node.wait_for_output('in use', timeout=60)
-        record = probe(env, 20.0, '--namespace', '/fourk', '--big-frame', '2160', '3840')
+        node.wait_for_output('in use', timeout=120)
+        record = probe(env, 0, '--namespace', '/fourk', '--big-frame', '2160', '3840', timeout=180)
         big = [lb for lb in record['labels'] if lb['shape'] == [2160, 3840]]
         assert big, f'no labels for a 3840x2160 frame; node said: {node.output[-2000:]}'
         assert big[0]['encoding'] == 'mono8' and big[0]['max'] >= 0
@@ -254,9 +330,9 @@ def test_node_without_a_model_is_stale_says_why_and_recovers(env, package, tmp_p
         tmp_path,
     )  # fmt: skip
     try:
-        node.wait_for_output('rejected', timeout=30)
-        args = ('--namespace', '/nomodel', '--update', str(package.path), '--update-after', '2')
-        record = probe(env, 4.0, *args)
+        node.wait_for_output('rejected', timeout=60)
+        ns = ('--namespace', '/nomodel')
+        record = probe(env, 0, *ns, '--until', 'alarm', '--until', 'diag=no model loaded')
         assert record['alarm'][0]['level'] == STALE
         assert 'no model loaded' in record['alarm'][0]['message']
         # /diagnostics is global: the module's live node reports there too
@@ -266,7 +342,10 @@ def test_node_without_a_model_is_stale_says_why_and_recovers(env, package, tmp_p
             if d['name'] == NODE_STATUS and d['message'].startswith('no model loaded')
         ]
         assert stale and stale[0]['level'] == STALE and 'missing file' in stale[0]['message']
-        assert record['version'][-1]['version'] == model_version(package)
+        version = model_version(package)
+        update = ('--update', str(package.path), '--until', f'version={version}')
+        recovered = probe(env, 0, *ns, *update)
+        assert recovered['version'][-1]['version'] == version
         assert node.proc.poll() is None
     finally:
         node.kill()
@@ -297,7 +376,7 @@ def test_parameter_values_are_validated_into_the_config() -> None:
 def test_parameter_updates_apply_or_are_rejected_with_a_reason(env, live) -> None:
     record = probe(
         env,
-        3.0,
+        0,
         '--set', 'overlay_alpha=1.7',
         '--set', 'alarm_exit_ratio=0.9',
         '--set', 'threads=4',
@@ -309,6 +388,8 @@ def test_parameter_updates_apply_or_are_rejected_with_a_reason(env, live) -> Non
     assert results['alarm_exit_ratio']['successful']
     assert not results['threads']['successful']  # read-only: set at start
     assert results['publish_overlay']['successful']
-    later = probe(env, 1.5)
+    # frames captured after the change: labelled, no overlay (each frame's overlay would be
+    # published before the next frame's labels)
+    later = probe(env, 0, '--until', 'labels-after-injection=3')
     assert later['labels'] and not later['overlay']
-    probe(env, 0.5, '--set', 'publish_overlay=true')
+    probe(env, 0, '--set', 'publish_overlay=true')

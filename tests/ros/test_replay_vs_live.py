@@ -30,11 +30,12 @@ pytestmark = pytest.mark.ros
 
 RECORDER = Path(__file__).with_name('drive_recorder.py')
 PARAMS_FILE = REPO / 'ros2_ws/src/robo_lifelong/config/perception.yaml'
-# The node starts 3-6 s into the route (after the recorder hears the camera and the
-# model loads); it must start in the first sunny stretch. The recorder stops 1 s after the alarm
-# is back to OK, long before the route loops.
-SCHEDULE = 'sunny:10,snow:3,sunny:60'
-TIMEOUT_S = 90.0
+# The node starts some seconds into the route (after the recorder hears the camera and the model
+# loads; more on a loaded machine), wherever that is: the route repeats every 25 s of route time,
+# so a node that missed the first snow stretch gets the next. The recorder stops 1 s after the
+# alarm is back to OK from ERROR, 12 s of sunny route before the next snow.
+SCHEDULE = 'sunny:10,snow:3,sunny:12'
+TIMEOUT_S = 240.0  # a bound for a broken node, not a window: the recorder stops on the events
 ALARM = {'warn_enter_frames': 2, 'error_enter_frames': 5, 'exit_frames': 5}
 STALE = int(AlarmLevel.STALE)
 
@@ -70,7 +71,7 @@ def drive(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
             tmp,
             'drive_recorder',
         )  # fmt: skip
-        recorder.wait_for_output('camera heard', timeout=30)
+        recorder.wait_for_output('camera heard', timeout=120)
         node = NodeProcess.python_module(
             'robo_lifelong.nodes.perception_node',
             [
@@ -84,7 +85,7 @@ def drive(tmp_path_factory: pytest.TempPathFactory) -> tuple[dict, Path, Path]:
             env,
             tmp,
         )  # fmt: skip
-        code = recorder.proc.wait(timeout=TIMEOUT_S + 30)
+        code = recorder.proc.wait(timeout=TIMEOUT_S + 120)
         assert code == 0, recorder.output
     finally:
         for p in (camera, node, recorder):
@@ -100,6 +101,7 @@ def test_replay_of_the_recorded_frames_matches_the_live_node(
 ) -> None:
     heard, bags, model = drive
     assert heard['missing'] == [], 'the recorder lost frames the node processed'
+    assert heard['samples_announced'], 'the node never accounted for its samples'
     live_levels = collapsed([a['level'] for a in heard['alarm']])
     # snow: up to ERROR and back to OK (the tiny model may also WARN briefly on sunny frames)
     assert 2 in live_levels and live_levels[-1] == 0, live_levels

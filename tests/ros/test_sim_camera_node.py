@@ -1,7 +1,15 @@
-"""The sim camera node in a subprocess, heard by another process over real DDS topics."""
+"""The sim camera node in a subprocess, heard by another process over real DDS topics.
+
+Nothing here is timed: the node advances route time by exactly 1/rate per published frame, so the
+frames themselves say whether it does (the k-th published frame, counted in the ground truth the
+camera keeps for every stamp it publishes, must be the simulator's frame at k/rate, pixel for
+pixel). How many frames per second it manages at 240x424 and 480x640 is measured by
+bench/bench_sim_camera.py.
+"""
 
 from __future__ import annotations
 
+import hashlib
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -11,13 +19,15 @@ import yaml
 from robo_lifelong.nodes.sim_camera_node import SimCameraConfig
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.ground_truth import GroundTruthStore
-from tests.ros.node_process import REPO, NodeProcess, arrival_rate, listen
+from robo_lifelong.sim.route import Route, parse_schedule
+from robo_lifelong.sim.world import Frame
+from tests.ros.node_process import REPO, NodeProcess, listen
 
 pytestmark = pytest.mark.ros
 
 MODULE = 'robo_lifelong.nodes.sim_camera_node'
-LISTEN_S = 4.0  # measurement window after the first frame
-RATE_TOLERANCE = 0.2
+LISTEN_S = 4.0  # listening after the first frame (and until MIN_FRAMES colour frames)
+MIN_FRAMES = 10
 PARAMS_FILE = REPO / 'ros2_ws/src/robo_lifelong/config/sim_camera.yaml'
 
 
@@ -46,9 +56,9 @@ def _run_camera(
     try:
         # logged after sim/task was published: the listener joins late, so it only hears the
         # task if the topic is latched
-        node.wait_for_output(f'at {rate_hz} Hz', timeout=30)
-        record = listen(env, LISTEN_S)
-        code, took = node.interrupt()
+        node.wait_for_output(f'at {rate_hz} Hz', timeout=120)
+        record = listen(env, LISTEN_S, min_frames=MIN_FRAMES)
+        code, took = node.interrupt(timeout=60)
     finally:
         node.kill()
     return CameraRun(record, code, took, node.stderr, rate_hz, CameraModel(width, height), gt_dir)
@@ -61,26 +71,51 @@ def small_run(ros_env: dict, tmp_path_factory: pytest.TempPathFactory) -> Camera
 
 @pytest.fixture(scope='module')
 def vga_run(ros_env: dict, tmp_path_factory: pytest.TempPathFactory) -> CameraRun:
-    # Without ground truth: its PNG encoding costs ~20 ms a frame at this size. 5 Hz because the
-    # numpy renderer needs ~70-100 ms of CPU per 640x480 frame on these 2 cores; the test is about
-    # the node's timing and the large-image transport, at a rate the simulator sustains.
-    return _run_camera(ros_env, tmp_path_factory.mktemp('cam480'), 5.0, 640, 480, False)
+    # 5 Hz, a rate the numpy renderer sustains at 640x480 on 2 cores (~70-100 ms of CPU a
+    # frame); the test is about the node's frame sequence and the large-image transport
+    return _run_camera(ros_env, tmp_path_factory.mktemp('cam480'), 5.0, 640, 480, True)
 
 
-def _check_rate(run: CameraRun) -> None:
-    measured = arrival_rate(run.record['rgb'])
-    assert abs(measured - run.rate_hz) <= RATE_TOLERANCE * run.rate_hz, (
-        f'{measured:.2f} Hz received, {run.rate_hz} Hz requested '
-        f'({len(run.record["rgb"])} frames in {LISTEN_S} s)'
-    )
+def pixel_digest(pixels) -> str:
+    """As tests/ros/camera_listener.py digests what it hears."""
+    return hashlib.sha1(pixels.tobytes()).hexdigest()
 
 
-def test_rate_within_20_percent_at_240x424(small_run: CameraRun) -> None:
-    _check_rate(small_run)
+@pytest.mark.parametrize('run_name', ['small_run', 'vga_run'])
+def test_route_time_advances_one_period_per_published_frame(run_name: str, request) -> None:
+    run: CameraRun = request.getfixturevalue(run_name)
+    # the camera keeps every frame it publishes, before publishing it: its k-th stamp is the
+    # k-th frame since it started
+    published = GroundTruthStore(run.ground_truth_dir).stamps()
+    index = {stamp: k for k, stamp in enumerate(published)}
+    rgb, depth = run.record['rgb'], run.record['depth']
+    assert len(rgb) >= MIN_FRAMES
+    stamps = [f['stamp_ns'] for f in rgb]
+    assert stamps == sorted(set(stamps)), 'frames out of publishing order, or one twice'
+    assert set(stamps) | {f['stamp_ns'] for f in depth} <= set(index), 'unpublished stamps'
+    cfg = SimCameraConfig()  # the params file holds the defaults (tested below)
+    route = Route(parse_schedule(cfg.schedule), cfg.seed, run.camera)
+    rendered: dict[int, Frame] = {}
 
+    def frame(stamp: int) -> Frame:
+        k = index[stamp]
+        if k not in rendered:
+            rendered[k] = route.frame_at(k / run.rate_hz)  # what the node renders as frame k
+        return rendered[k]
 
-def test_rate_within_20_percent_at_480x640(vga_run: CameraRun) -> None:
-    _check_rate(vga_run)
+    # a sample of what was heard (rendering costs 0.05-0.2 s a frame): the first two, one in the
+    # middle and the last colour frames, and the first and last depth frames
+    for f in (rgb[0], rgb[1], rgb[len(rgb) // 2], rgb[-1]):
+        assert f['digest'] == pixel_digest(frame(f['stamp_ns']).rgb), (
+            f'colour frame {index[f["stamp_ns"]]} is not the route at {index[f["stamp_ns"]]}/'
+            f'{run.rate_hz} s'
+        )
+    assert depth, 'no depth frames'
+    for f in (depth[0], depth[-1]):
+        assert f['digest'] == pixel_digest(frame(f['stamp_ns']).depth_mm), (
+            f'depth frame {index[f["stamp_ns"]]} is not the route at {index[f["stamp_ns"]]}/'
+            f'{run.rate_hz} s'
+        )
 
 
 @pytest.mark.parametrize('run_name', ['small_run', 'vga_run'])
@@ -136,8 +171,8 @@ def test_ground_truth_is_kept_for_published_stamps(small_run: CameraRun) -> None
 @pytest.mark.parametrize('run_name', ['small_run', 'vga_run'])
 def test_sigint_shuts_down_cleanly(run_name: str, request) -> None:
     run: CameraRun = request.getfixturevalue(run_name)
+    # exits 0 within interrupt()'s bound (how fast is no verdict: a hang is)
     assert run.exit_code == 0, run.stderr
-    assert run.shutdown_s < 5.0
     assert 'Traceback' not in run.stderr, run.stderr
     assert 'XMLPARSER' not in run.stderr, 'Fast DDS could not read the package profile'
 
