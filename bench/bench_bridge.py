@@ -35,9 +35,14 @@ import cv2
 import psutil
 
 from robo_lifelong.sim.world import CampusWorld
-from robo_lifelong.spool import Spool, make_sample_id
-from robo_lifelong.storage import join, open_storage
-from robo_lifelong.uploader import UNLABELED_INDEX, UPLOAD_S3_ATTEMPTS, UploadConfig, Uploader
+from robo_lifelong.transfer.spool import Spool, make_sample_id
+from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.uploader import (
+    UNLABELED_INDEX,
+    UPLOAD_S3_ATTEMPTS,
+    UploadConfig,
+    Uploader,
+)
 from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.seaweedfs import SeaweedS3
 

@@ -17,13 +17,13 @@ import time
 
 import numpy as np
 
-from robo_lifelong.alarm_policy import AlarmPolicy
-from robo_lifelong.collection import CollectionConfig, Collector, make_sample
+from robo_lifelong.models.unseen import UnseenResult
+from robo_lifelong.perception.alarm_policy import AlarmPolicy
+from robo_lifelong.perception.collection import CollectionConfig, Collector, make_sample
+from robo_lifelong.perception.terrain import GaitAdvisor, TerrainAnalyzer
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.world import CampusWorld
-from robo_lifelong.spool import Spool, make_sample_id
-from robo_lifelong.terrain import GaitAdvisor, TerrainAnalyzer
-from robo_lifelong.unseen import UnseenResult
+from robo_lifelong.transfer.spool import Spool, make_sample_id
 
 TARGET_P50_MS = {'240x424': 1.0, '480x640': 2.0}
 

@@ -16,9 +16,9 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_lifelong import model_package as mp
 from robo_lifelong.labels import NUM_CLASSES
-from robo_lifelong.runtime import SegmentationRuntime
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong_cloud.data import input_spec
 from robo_lifelong_cloud.export import OUTPUT_NAMES, export_onnx
 from robo_lifelong_cloud.model import OUTPUT_STRIDE, SegNetConfig, build_model, num_parameters

@@ -41,17 +41,17 @@ from pathlib import Path
 import numpy as np
 import psutil
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.alarm_policy import AlarmConfig, AlarmLevel
-from robo_lifelong.dds import PROFILES_ENV, default_profile_path
+from robo_lifelong.io.dds import PROFILES_ENV, default_profile_path
 from robo_lifelong.labels import KNOWN_CLASS_IDS
-from robo_lifelong.model_watch import ModelSlot, load_model
-from robo_lifelong.pipeline import Pipeline, PipelineConfig
-from robo_lifelong.runtime import preprocess
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.runtime import preprocess
+from robo_lifelong.models.unseen import fit_calibration
+from robo_lifelong.models.watch import ModelSlot, load_model
+from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel
+from robo_lifelong.perception.pipeline import Pipeline, PipelineConfig
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.route import Route, parse_schedule
 from robo_lifelong.sim.world import CampusWorld
-from robo_lifelong.unseen import fit_calibration
 from tests.ros.model_fixture import with_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -122,7 +122,7 @@ def drive(height: int, width: int, seconds: float, warmup: float, swap: str = ''
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header, String
 
-    from robo_lifelong.image_conversion import numpy_to_image
+    from robo_lifelong.io.image_conversion import numpy_to_image
     from robo_lifelong.nodes.perception_node import (
         COLOR_TOPIC,
         DEPTH_TOPIC,

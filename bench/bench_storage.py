@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_lifelong.storage import Storage, open_storage
+from robo_lifelong.transfer.storage import Storage, open_storage
 from tests.fakes.seaweedfs import SeaweedS3
 
 HEIGHT, WIDTH = 240, 424

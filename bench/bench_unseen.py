@@ -29,15 +29,15 @@ from functools import partial
 import numpy as np
 
 from robo_lifelong.labels import IGNORE_ID, KNOWN_CLASS_IDS, NUM_CLASSES
-from robo_lifelong.sim.camera import CameraModel
-from robo_lifelong.sim.tasks import KNOWN_TASKS, UNSEEN_TASKS
-from robo_lifelong.sim.world import CampusWorld, Frame
-from robo_lifelong.unseen import (
+from robo_lifelong.models.unseen import (
     UnseenResult,
     fit_calibration,
     score_frame,
     score_frame_baseline,
 )
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.tasks import KNOWN_TASKS, UNSEEN_TASKS
+from robo_lifelong.sim.world import CampusWorld, Frame
 from robo_lifelong_cloud.metrics import auroc, average_precision, fpr_at_tpr
 from robo_lifelong_cloud.model import SegNetConfig, build_model
 from robo_lifelong_cloud.sedna_baseline import fit_baseline, resize_mask, synthetic_ood

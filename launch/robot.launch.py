@@ -15,7 +15,7 @@ from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJ
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from robo_lifelong.dds import profile_env_names
+from robo_lifelong.io.dds import profile_env_names
 
 PACKAGE = 'robo_lifelong'
 

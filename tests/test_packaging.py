@@ -114,12 +114,12 @@ def test_colcon_build_installs_the_package(tmp_path: Path) -> None:
     # nothing to check in share/robo_lifelong/launch.
     for launch_file in (PACKAGE_DIR / 'launch').glob('*.launch.py'):
         assert (share / 'launch' / launch_file.name).is_file(), f'{launch_file.name} missing'
-    # robo_lifelong.dds prefers the installed profile once the install is on the ament path
+    # robo_lifelong.io.dds prefers the installed profile once the install is on the ament path
     found = subprocess.run(
         [
             sys.executable,
             '-c',
-            'from robo_lifelong.dds import default_profile_path as p; print(p())',
+            'from robo_lifelong.io.dds import default_profile_path as p; print(p())',
         ],
         capture_output=True,
         text=True,

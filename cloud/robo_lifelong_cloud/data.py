@@ -1,6 +1,6 @@
 """Training data: Sedna txt samples loaded once, resized to the model input, augmented per item.
 
-Frames are decoded and validated up front (``robo_lifelong.dataset.load_sample``), so a bad file
+Frames are decoded and validated up front (``robo_lifelong.io.dataset.load_sample``), so a bad file
 stops the worker before training with an error naming it, and epochs do not re-decode PNGs.
 Label ids at or above the model's class count become ``IGNORE_ID``, as Sedna's eval does.
 """
@@ -21,11 +21,11 @@ import torch
 from torch.utils.data import Dataset
 from tqdm import tqdm
 
-from robo_lifelong.dataset import TASKS_SIDECAR, Sample, load_sample, read_index
 from robo_lifelong.errors import DatasetError, ObjectMissing, StorageError
+from robo_lifelong.io.dataset import TASKS_SIDECAR, Sample, load_sample, read_index
 from robo_lifelong.labels import IGNORE_ID
-from robo_lifelong.runtime import preprocess
-from robo_lifelong.storage import open_storage
+from robo_lifelong.models.runtime import preprocess
+from robo_lifelong.transfer.storage import open_storage
 
 log = logging.getLogger(__name__)
 

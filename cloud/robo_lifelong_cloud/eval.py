@@ -42,12 +42,13 @@ from pathlib import Path
 import numpy as np
 from tqdm import tqdm
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.dataset import load_sample
 from robo_lifelong.errors import DatasetError
+from robo_lifelong.io.dataset import load_sample
 from robo_lifelong.labels import NUM_CLASSES
-from robo_lifelong.runtime import SegmentationRuntime
-from robo_lifelong.storage import join, open_storage
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.runtime import SegmentationRuntime
+from robo_lifelong.transfer import model_store
+from robo_lifelong.transfer.storage import join, open_storage
 from robo_lifelong_cloud import plots
 from robo_lifelong_cloud.data import resolve_dataset
 from robo_lifelong_cloud.deploy_rule import Decision, decide
@@ -95,7 +96,7 @@ def run_eval(env: SednaEnv) -> EvalOutput:
     environ = env.s3_environ()
 
     def host(url: str) -> str:  # as the LC and the user see it: without the pod's mount prefix
-        return mp.strip_data_prefix(url, env.data_path_prefix)
+        return model_store.strip_data_prefix(url, env.data_path_prefix)
 
     if len(env.model_urls) > 1:
         log.warning('MODEL_URLS lists %d models; evaluating the first', len(env.model_urls))
@@ -105,8 +106,12 @@ def run_eval(env: SednaEnv) -> EvalOutput:
         root, samples = resolve_dataset(
             env.test_dataset_url, env.original_dataset_url, workdir, environ, 'TEST_DATASET_URL'
         )
-        package_url, pointer = mp.locate_package(candidate_url, environ, env.data_path_prefix)
-        candidate = mp.open_model(candidate_url, workdir / 'cache', environ, env.data_path_prefix)
+        package_url, pointer = model_store.locate_package(
+            candidate_url, environ, env.data_path_prefix
+        )
+        candidate = model_store.open_model(
+            candidate_url, workdir / 'cache', environ, env.data_path_prefix
+        )
         if pointer is None:
             pointer = mp.DeployPointer.for_package(candidate, host(package_url))
         reference, refused = open_reference(candidate, package_url, workdir / 'ref', environ)
@@ -148,7 +153,7 @@ def run_eval(env: SednaEnv) -> EvalOutput:
     pointer_url = None
     if chosen is not None:
         pointer_url = join(env.output_url, 'index.json')
-        mp.write_pointer(pointer_url, chosen, environ)
+        model_store.write_pointer(pointer_url, chosen, environ)
     record_url = join(env.output_url, 'decision.json')
     verdict_url = write_verdict(
         posixpath.dirname(package_url.rstrip('/')),

@@ -44,9 +44,10 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from robo_lifelong import model_package as mp
 from robo_lifelong.errors import ModelPackageError, StorageError
-from robo_lifelong.storage import join, open_storage
+from robo_lifelong.models import package as mp
+from robo_lifelong.transfer import model_store
+from robo_lifelong.transfer.storage import join, open_storage
 
 log = logging.getLogger(__name__)
 
@@ -116,7 +117,7 @@ def _dirname(url: str) -> str:
 def _fetch(
     url: str, expected: str, cache: Path, environ: Mapping[str, str] | None
 ) -> mp.ModelPackage:
-    package = mp.fetch_package(url, cache, environ)
+    package = model_store.fetch_package(url, cache, environ)
     if package.content_hash != expected:
         raise ModelPackageError(
             f'{url} holds v{package.version} with content_hash {package.content_hash}, '
@@ -204,12 +205,12 @@ def choose_reference(
     ``parent_url``: ``CLOUD_KB_INDEX`` (a pointer or a package URL). Reads only the parent's
     train output (pointer, package, ``verdict.json``) and the reference it names.
     """
-    package_url, _ = mp.locate_package(parent_url, environ, data_path_prefix)
+    package_url, _ = model_store.locate_package(parent_url, environ, data_path_prefix)
     parent_dir = _dirname(package_url)
     verdict = read_verdict(parent_dir, parent, environ)
     reported = None if verdict is None else verdict['reported']
     record = parse_record(parent.manifest, str(parent.path / mp.MANIFEST_FILE))
-    published = mp.strip_data_prefix(package_url, data_path_prefix)
+    published = model_store.strip_data_prefix(package_url, data_path_prefix)
     itself = Reference(
         parent, ReferenceRecord(parent.version, parent.content_hash, published), package_url
     )
@@ -248,7 +249,7 @@ def choose_reference(
     assert isinstance(record, ReferenceRecord)
     # where it was published (O/train/<k>/package: inside the train pod's mount), else the
     # parent's copy of it
-    original = mp.resolve_local(record.package_url, data_path_prefix)
+    original = model_store.resolve_local(record.package_url, data_path_prefix)
     copy = join(parent_dir, record.copy)
     errors = []
     for url in (original, copy):
@@ -280,7 +281,7 @@ def publish_reference(
 ) -> str:
     """Copy the reference package to ``OUTPUT_URL/reference`` and verify the copy."""
     url = join(output_url, reference.record.copy)
-    mp.publish_package(reference.package, url, environ)
+    model_store.publish_package(reference.package, url, environ)
     _fetch(url, reference.record.content_hash, cache / 'verify', environ)
     log.info('reference v%d copied to %s', reference.package.version, url)
     return url

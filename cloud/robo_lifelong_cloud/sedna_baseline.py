@@ -2,7 +2,7 @@
 
 Sedna trained its pixel classifier on labelled OOD pixels it never published (``lr_model.model``,
 a joblib pickle). Without real OOD data we fit the same classifier (logistic regression on the two
-per-pixel features, see ``robo_lifelong.unseen.baseline_features``) on:
+per-pixel features, see ``robo_lifelong.models.unseen.baseline_features``) on:
 
 * in-distribution pixels: every pixel of held-out known-task frames, plus the untouched pixels of
   the perturbed frames below;
@@ -23,7 +23,7 @@ import numpy as np
 from sklearn.linear_model import LogisticRegression
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.unseen import (
+from robo_lifelong.models.unseen import (
     BASELINE_METHOD,
     DEFAULT_TARGET_FPR,
     SednaBaselineCalibration,

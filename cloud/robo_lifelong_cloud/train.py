@@ -37,12 +37,13 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.dataset import Sample
 from robo_lifelong.errors import ConfigError, DatasetError
+from robo_lifelong.io.dataset import Sample
 from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
-from robo_lifelong.storage import join, open_storage
-from robo_lifelong.unseen import fit_calibration
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.unseen import fit_calibration
+from robo_lifelong.transfer import model_store
+from robo_lifelong.transfer.storage import join, open_storage
 from robo_lifelong_cloud import plots
 from robo_lifelong_cloud.data import (
     Frame,
@@ -168,7 +169,9 @@ def _load_parent(env: SednaEnv, cache: Path) -> mp.ModelPackage | None:
     if not env.cloud_kb_index:
         log.warning('HAS_COMPLETED_INITIAL_TRAINING=true, CLOUD_KB_INDEX empty: training anew')
         return None
-    return mp.open_model(env.cloud_kb_index, cache, env.s3_environ(), env.data_path_prefix)
+    return model_store.open_model(
+        env.cloud_kb_index, cache, env.s3_environ(), env.data_path_prefix
+    )
 
 
 def _parent_model(package: mp.ModelPackage) -> SegNet:
@@ -193,7 +196,7 @@ def _publish(
     package_url = join(env.output_url, 'package')
     if env.output_url.startswith('s3://'):
         package = mp.write_package(workdir / 'package', onnx_bytes, manifest, weights)
-        mp.publish_package(package, package_url, environ)
+        model_store.publish_package(package, package_url, environ)
     else:
         package = mp.write_package(package_url, onnx_bytes, manifest, weights)
     out = open_storage(env.output_url, environ)
@@ -205,10 +208,10 @@ def _publish(
         chart = plots.metrics_chart(manifest['metrics'], plot_dir / 'metrics.png')
         out.upload_file(chart, 'plots/metrics.png')
     pointer = mp.DeployPointer.for_package(
-        package, mp.strip_data_prefix(package_url, env.data_path_prefix)
+        package, model_store.strip_data_prefix(package_url, env.data_path_prefix)
     )
     pointer_url = join(env.output_url, 'index.json')
-    mp.write_pointer(pointer_url, pointer, environ)
+    model_store.write_pointer(pointer_url, pointer, environ)
     return TrainOutput(pointer_url, package)
 
 

@@ -19,7 +19,7 @@ from collections.abc import Mapping, Sequence
 from pathlib import Path
 
 from robo_lifelong.errors import ConfigError, ReportError, RoboLifelongError, StorageError
-from robo_lifelong.storage import open_storage
+from robo_lifelong.transfer.storage import open_storage
 from robo_lifelong_cloud.lc_client import model_result, report
 from robo_lifelong_cloud.sedna_env import DEFAULT_LC_SERVER, SednaEnv
 

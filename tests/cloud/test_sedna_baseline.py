@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.unseen import SednaBaselineCalibration, score_frame_baseline
+from robo_lifelong.models.unseen import SednaBaselineCalibration, score_frame_baseline
 from robo_lifelong_cloud.sedna_baseline import fit_baseline, resize_mask, synthetic_ood
 
 C, H, W = 5, 16, 20

@@ -73,7 +73,7 @@ def _labelled(counts: dict[int, int], task: str = 'sunny') -> Frame:
 
 
 def test_class_weights_favour_rare_classes_within_the_clip() -> None:
-    # class 0 is 100x as frequent as class 3 and 10^4 x as frequent as class 5
+    # class 0 is 100x as class 3 and 10^4 x as class 5
     frame = _labelled({0: 10_000, 1: 1000, 2: 1000, 3: 100, 5: 1, IGNORE_ID: 500})
     w = class_weights([frame], 6, power=0.5).numpy()
     assert w[4] == 1.0  # absent: neutral

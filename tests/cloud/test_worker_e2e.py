@@ -17,12 +17,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.dataset import load_sample, read_index
+from robo_lifelong.io.dataset import load_sample, read_index
 from robo_lifelong.labels import class_id
-from robo_lifelong.runtime import SegmentationRuntime
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import write_dataset
+from robo_lifelong.transfer import model_store
 from robo_lifelong_cloud.reference import REFERENCE_DIR, VERDICT_FILE, choose_reference
 from robo_lifelong_cloud.worker import EXIT_FAILED, run
 from tests.fakes.fake_lc import FakeLC
@@ -91,7 +92,7 @@ def test_train_then_eval_round(tmp_path: Path, datasets, fake_lc) -> None:
     assert (report['kind'], report['status']) == ('train', 'completed')
     pointer_url = str(out / 'train' / '1' / 'index.json')
     assert report['results'] == [{'format': 'json', 'url': pointer_url, 'metrics': None}]
-    package = mp.open_model(pointer_url, tmp_path / 'cache')
+    package = model_store.open_model(pointer_url, tmp_path / 'cache')
     manifest = package.manifest
     assert (manifest['version'], manifest['parent_version']) == (1, None)
     assert manifest['known_tasks'] == ['overcast', 'sunny']
@@ -125,7 +126,7 @@ def test_train_then_eval_round(tmp_path: Path, datasets, fake_lc) -> None:
     assert record['decision']['deploy'] is True
     assert record['deployed'] is None and record['candidate']['version'] == 1
     assert 'no model is deployed' in record['decision']['reasons']
-    assert mp.read_pointer(result['url']).content_hash == package.content_hash
+    assert model_store.read_pointer(result['url']).content_hash == package.content_hash
     # an initial model protects nothing, and the verdict next to it says it was deployed
     assert manifest['training']['parent'] is None and manifest['training']['reference'] is None
     assert not (out / 'train' / '1' / REFERENCE_DIR).exists()
@@ -185,8 +186,8 @@ def lineage(tmp_path_factory: pytest.TempPathFactory, datasets) -> Iterator[Line
         index=index,
         round2_list=str(round_list),
         test_index=test_index,
-        parent=mp.open_model(parent_url, host / 'cache'),
-        child=mp.open_model(child_url, host / 'cache'),
+        parent=model_store.open_model(parent_url, host / 'cache'),
+        child=model_store.open_model(child_url, host / 'cache'),
         deployed_pointer=deployed,
     )
 
@@ -294,7 +295,7 @@ def _forgetful_candidate(lineage: Lineage, name: str) -> str:
         target / 'package', export_onnx(model, height, width), manifest, weights
     )
     pointer = mp.DeployPointer.for_package(package, str(target / 'package'))
-    mp.write_pointer(str(target / 'index.json'), pointer)
+    model_store.write_pointer(str(target / 'index.json'), pointer)
     return str(target / 'index.json')
 
 
@@ -369,7 +370,7 @@ def test_eval_refuses_a_candidate_whose_reference_copy_is_unusable(
     shutil.copytree(lineage.out / 'train' / '2', target)
     damage(target / REFERENCE_DIR)
     pointer = mp.DeployPointer.for_package(lineage.child, str(target / 'package'))
-    mp.write_pointer(str(target / 'index.json'), pointer)
+    model_store.write_pointer(str(target / 'index.json'), pointer)
     pod = tmp_path / 'pod'
     assert eval_in_pod(lineage, fake_lc, pod, str(target / 'index.json'), name) == EXIT_FAILED
     report = fake_lc.accepted[-1]
@@ -476,7 +477,7 @@ def test_empty_dataset_list_fails(tmp_path: Path, datasets, fake_lc) -> None:
 def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_server) -> None:
     """OUTPUT_URL, model URLs and the test set on S3 (SeaweedFS): round 2's reference is copied
     into its S3 train output and judged from there (``O/deploy`` is never read)."""
-    from robo_lifelong.storage import open_storage
+    from robo_lifelong.transfer.storage import open_storage
 
     out = s3_bucket + '/robo/out/job'
     store = open_storage(s3_bucket + '/robo/test', s3_server.env)
@@ -517,7 +518,9 @@ def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_serve
     assert verdict['reported']['content_hash'] == first['candidate']['content_hash']
 
     child_url = train(2, HAS_COMPLETED_INITIAL_TRAINING='true', CLOUD_KB_INDEX=pointer_url)
-    copy = mp.fetch_package(out + '/train/2/' + REFERENCE_DIR, tmp_path / 'cache', s3_server.env)
+    copy = model_store.fetch_package(
+        out + '/train/2/' + REFERENCE_DIR, tmp_path / 'cache', s3_server.env
+    )
     assert copy.content_hash == first['candidate']['content_hash']
     second = evaluate(2, child_url)
     assert second['deployed']['content_hash'] == first['candidate']['content_hash']
@@ -533,7 +536,7 @@ def test_update_rehearses_old_tasks_from_an_s3_dataset(
 ) -> None:
     """ORIGINAL_DATASET_URL on S3 (the local controller's S3 jobs): the update reads the original
     index there and downloads the old-task samples it rehearses."""
-    from robo_lifelong.storage import open_storage
+    from robo_lifelong.transfer.storage import open_storage
 
     root = tmp_path / 'data'
     shutil.copytree(datasets['train'], root)
@@ -567,7 +570,7 @@ def test_update_rehearses_old_tasks_from_an_s3_dataset(
         CLOUD_KB_INDEX=parent_url,
     )
     assert run('train', {**update, **common}) == 0
-    child = mp.open_model(fake_lc.accepted[-1]['results'][0]['url'], tmp_path / 'cache')
+    child = model_store.open_model(fake_lc.accepted[-1]['results'][0]['url'], tmp_path / 'cache')
     training = child.manifest['training']
     # two old-task frames per new one, drawn from the 40 old samples on S3
     assert training['rehearsal_frames'] == 12, training

@@ -5,8 +5,8 @@ import math
 import numpy as np
 import pytest
 
-from robo_lifelong.alarm_policy import AlarmConfig, AlarmLevel, AlarmPolicy
 from robo_lifelong.errors import ConfigError
+from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel, AlarmPolicy
 
 OK, WARN, ERROR, STALE = AlarmLevel.OK, AlarmLevel.WARN, AlarmLevel.ERROR, AlarmLevel.STALE
 DT = 1.0 / 15.0  # a 15 Hz camera

@@ -8,15 +8,15 @@ import cv2
 import numpy as np
 import pytest
 
-from robo_lifelong import annotation
-from robo_lifelong.annotation import annotate_pending, ground_truth_source, read_unlabeled
-from robo_lifelong.dataset import load_sample, read_index
 from robo_lifelong.errors import DatasetError
+from robo_lifelong.io.dataset import load_sample, read_index
 from robo_lifelong.labels import CLASSES, IGNORE_ID, colorize
+from robo_lifelong.offline import annotation
+from robo_lifelong.offline.annotation import annotate_pending, ground_truth_source, read_unlabeled
 from robo_lifelong.sim.ground_truth import GroundTruthStore
-from robo_lifelong.spool import Spool, make_sample_id
-from robo_lifelong.storage import LocalStorage, join, open_storage
-from robo_lifelong.uploader import UploadConfig, Uploader
+from robo_lifelong.transfer.spool import Spool, make_sample_id
+from robo_lifelong.transfer.storage import LocalStorage, join, open_storage
+from robo_lifelong.transfer.uploader import UploadConfig, Uploader
 
 H, W = 12, 16
 T0 = 1_795_000_000.0

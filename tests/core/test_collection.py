@@ -4,7 +4,9 @@ import cv2
 import numpy as np
 import pytest
 
-from robo_lifelong.collection import (
+from robo_lifelong.errors import ConfigError, ImageConversionError
+from robo_lifelong.models.unseen import UnseenResult
+from robo_lifelong.perception.collection import (
     CollectionConfig,
     Collector,
     Reason,
@@ -12,9 +14,7 @@ from robo_lifelong.collection import (
     image_signature,
     make_sample,
 )
-from robo_lifelong.errors import ConfigError, ImageConversionError
-from robo_lifelong.spool import Spool, make_sample_id
-from robo_lifelong.unseen import UnseenResult
+from robo_lifelong.transfer.spool import Spool, make_sample_id
 
 H, W = 60, 80
 

@@ -6,8 +6,8 @@ import cv2
 import numpy as np
 import pytest
 
-from robo_lifelong.dataset import DatasetWriter, Sample, load_sample, read_index, stratified
 from robo_lifelong.errors import DatasetError
+from robo_lifelong.io.dataset import DatasetWriter, Sample, load_sample, read_index, stratified
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import main as sim_main
 from robo_lifelong.sim.world import CampusWorld

@@ -7,8 +7,8 @@ from pathlib import Path
 
 import pytest
 
-from robo_lifelong import dds
 from robo_lifelong.errors import ConfigError
+from robo_lifelong.io import dds
 
 NS = {'f': 'http://www.eprosima.com'}
 
@@ -25,7 +25,7 @@ def _fake_install(prefix: Path) -> Path:
 def test_source_tree_profile_is_found_without_an_install(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.delenv('AMENT_PREFIX_PATH', raising=False)
     path = dds.default_profile_path()
-    assert path == Path(dds.__file__).resolve().parents[1] / 'config' / 'fastdds_shm.xml'
+    assert path == Path(dds.__file__).resolve().parents[2] / 'config' / 'fastdds_shm.xml'
 
 
 def test_installed_profile_wins(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:

@@ -1,6 +1,6 @@
 """RGB-depth pairing by stamp with a bounded wait."""
 
-from robo_lifelong.frame_sync import FrameSync
+from robo_lifelong.io.frame_sync import FrameSync
 
 MS = 1_000_000
 

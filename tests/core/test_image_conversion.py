@@ -12,9 +12,9 @@ import pytest
 from builtin_interfaces.msg import Time
 from std_msgs.msg import Header
 
-from robo_lifelong import image_conversion
 from robo_lifelong.errors import ImageConversionError
-from robo_lifelong.image_conversion import ENCODINGS, image_to_numpy, numpy_to_image
+from robo_lifelong.io import image_conversion
+from robo_lifelong.io.image_conversion import ENCODINGS, image_to_numpy, numpy_to_image
 
 
 @dataclass

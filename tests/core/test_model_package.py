@@ -8,9 +8,10 @@ from pathlib import Path
 
 import pytest
 
-from robo_lifelong import model_package as mp
 from robo_lifelong.errors import ModelPackageError
 from robo_lifelong.labels import CLASSES
+from robo_lifelong.models import package as mp
+from robo_lifelong.transfer import model_store
 
 ONNX = b'not really onnx, but load_package only hashes it'
 
@@ -138,11 +139,11 @@ def test_manifest_that_is_not_json(package: mp.ModelPackage) -> None:
 def test_pointer_round_trip_and_open_model(tmp_path: Path, package: mp.ModelPackage) -> None:
     pointer = mp.DeployPointer.for_package(package, str(package.path))
     url = str(tmp_path / 'out' / 'index.json')
-    mp.write_pointer(url, pointer)
-    assert mp.read_pointer(url) == pointer
-    opened = mp.open_model(url, tmp_path / 'cache')
+    model_store.write_pointer(url, pointer)
+    assert model_store.read_pointer(url) == pointer
+    opened = model_store.open_model(url, tmp_path / 'cache')
     assert opened.content_hash == package.content_hash
-    assert mp.open_model(str(package.path), tmp_path / 'cache').version == 3
+    assert model_store.open_model(str(package.path), tmp_path / 'cache').version == 3
 
 
 def test_pointer_with_stale_trailing_bytes_is_read(tmp_path: Path) -> None:
@@ -167,27 +168,29 @@ def test_bad_pointers_are_rejected(data: bytes, message: str) -> None:
 
 def test_pointer_hash_must_match_the_package(tmp_path: Path, package: mp.ModelPackage) -> None:
     url = str(tmp_path / 'index.json')
-    mp.write_pointer(url, mp.DeployPointer(str(package.path), 3, 'b' * 64))
+    model_store.write_pointer(url, mp.DeployPointer(str(package.path), 3, 'b' * 64))
     with pytest.raises(ModelPackageError, match='pointer names content_hash b+'):
-        mp.open_model(url, tmp_path / 'cache')
+        model_store.open_model(url, tmp_path / 'cache')
 
 
 def test_host_paths_are_found_under_the_pod_prefix(tmp_path: Path, package) -> None:
     prefix = str(tmp_path)
-    host = mp.strip_data_prefix(str(package.path), prefix)
+    host = model_store.strip_data_prefix(str(package.path), prefix)
     assert host == '/pkg'
-    assert mp.resolve_local(host, prefix) == str(package.path)
-    assert mp.resolve_local('/nowhere', prefix) == '/nowhere'
+    assert model_store.resolve_local(host, prefix) == str(package.path)
+    assert model_store.resolve_local('/nowhere', prefix) == '/nowhere'
 
 
 def test_publish_and_fetch_through_s3(tmp_path: Path, package, s3_bucket, s3_server) -> None:
     url = s3_bucket + '/models/v3/package'
-    mp.publish_package(package, url, s3_server.env)
-    mp.write_pointer(
+    model_store.publish_package(package, url, s3_server.env)
+    model_store.write_pointer(
         s3_bucket + '/models/v3/index.json',
         mp.DeployPointer(url, 3, package.content_hash),
         s3_server.env,
     )
-    fetched = mp.open_model(s3_bucket + '/models/v3/index.json', tmp_path / 'cache', s3_server.env)
+    fetched = model_store.open_model(
+        s3_bucket + '/models/v3/index.json', tmp_path / 'cache', s3_server.env
+    )
     assert fetched.content_hash == package.content_hash
     assert fetched.weights_path is not None and fetched.weights_path.read_bytes() == b'weights'

@@ -10,10 +10,11 @@ from pathlib import Path
 
 import pytest
 
-from robo_lifelong import model_package as mp
 from robo_lifelong.errors import ModelPackageError, StorageError
-from robo_lifelong.model_sync import CURRENT, ModelSync, first_model_url
-from robo_lifelong.storage import join, open_storage
+from robo_lifelong.models import package as mp
+from robo_lifelong.transfer import model_store
+from robo_lifelong.transfer.model_sync import CURRENT, ModelSync, first_model_url
+from robo_lifelong.transfer.storage import join, open_storage
 from tests.core.test_model_package import ONNX, manifest
 from tests.fakes.fault_proxy import Fault, FaultProxy
 
@@ -27,7 +28,9 @@ def publish(tmp_path: Path, name: str, version: int, pointer_url: str, **overrid
     package = mp.write_package(
         tmp_path / name, ONNX + name.encode(), manifest(version=version, **overrides)
     )
-    mp.write_pointer(pointer_url, mp.DeployPointer.for_package(package, str(package.path)))
+    model_store.write_pointer(
+        pointer_url, mp.DeployPointer.for_package(package, str(package.path))
+    )
     return package
 
 
@@ -92,7 +95,7 @@ def test_bad_package_never_reaches_the_models_dir(tmp_path, tamper):
 def test_pointer_naming_another_hash_is_rejected(tmp_path):
     pointer = str(tmp_path / 'index.pkl')
     package = publish(tmp_path, 'v3', 3, pointer)
-    mp.write_pointer(pointer, mp.DeployPointer(str(package.path), 3, 'a' * 64))
+    model_store.write_pointer(pointer, mp.DeployPointer(str(package.path), 3, 'a' * 64))
     with pytest.raises(ModelPackageError, match='pointer names'):
         ModelSync(pointer, tmp_path / 'models').poll()
     assert installed(tmp_path / 'models') == []
@@ -115,18 +118,18 @@ def test_s3_pointer_and_package(s3_server, s3_bucket, tmp_path):
     env = s3_server.env
     local = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=5))
     package_url = join(s3_bucket, 'job', 'eval', '1', 'model')
-    mp.publish_package(local, package_url, env)
+    model_store.publish_package(local, package_url, env)
     pointer = join(s3_bucket, 'job', 'deploy', 'index.pkl')
-    mp.write_pointer(pointer, mp.DeployPointer.for_package(local, package_url), env)
+    model_store.write_pointer(pointer, mp.DeployPointer.for_package(local, package_url), env)
     sync = ModelSync(pointer, tmp_path / 'models', environ=env)
     assert sync.poll().content_hash == local.content_hash
     assert sync.poll() is None
     # a truncated upload of the next version is rejected
     newer = mp.write_package(tmp_path / 'pkg6', ONNX + b'6', manifest(version=6))
     newer_url = join(s3_bucket, 'job', 'eval', '2', 'model')
-    mp.publish_package(newer, newer_url, env)
+    model_store.publish_package(newer, newer_url, env)
     open_storage(newer_url, env).write_bytes(mp.MODEL_FILE, b'trunc')
-    mp.write_pointer(pointer, mp.DeployPointer.for_package(newer, newer_url), env)
+    model_store.write_pointer(pointer, mp.DeployPointer.for_package(newer, newer_url), env)
     with pytest.raises(ModelPackageError):
         sync.poll()
     assert installed(tmp_path / 'models') == [local.content_hash]
@@ -156,9 +159,9 @@ def test_s3_fault_mid_download_fails_the_poll_cleanly_and_the_next_installs(
     env = s3_server.env
     local = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=5))
     package_url = join(fault_bucket, fault.value, 'eval', '1', 'model')
-    mp.publish_package(local, package_url, env)
+    model_store.publish_package(local, package_url, env)
     pointer = join(fault_bucket, fault.value, 'deploy', 'index.pkl')
-    mp.write_pointer(pointer, mp.DeployPointer.for_package(local, package_url), env)
+    model_store.write_pointer(pointer, mp.DeployPointer.for_package(local, package_url), env)
     models = tmp_path / 'models'
     with FaultProxy(s3_server.ports['s3']) as proxy:
         sync = ModelSync(pointer, models, environ=dict(env, S3_ENDPOINT_URL=proxy.url))

@@ -12,10 +12,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robo_lifelong import model_package as mp
 from robo_lifelong.errors import ModelPackageError
 from robo_lifelong.labels import CLASSES
-from robo_lifelong.model_watch import (
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.watch import (
     LoadedModel,
     ModelSlot,
     ModelWatcher,

@@ -9,11 +9,13 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.alarm_policy import AlarmConfig, AlarmLevel
-from robo_lifelong.collection import CollectionConfig
-from robo_lifelong.model_watch import ModelSlot, load_model
-from robo_lifelong.pipeline import (
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.runtime import SegmentationRuntime
+from robo_lifelong.models.unseen import UnseenResult, fit_calibration
+from robo_lifelong.models.watch import ModelSlot, load_model
+from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel
+from robo_lifelong.perception.collection import CollectionConfig
+from robo_lifelong.perception.pipeline import (
     FrameRejected,
     Pipeline,
     PipelineConfig,
@@ -23,10 +25,8 @@ from robo_lifelong.pipeline import (
     depth_to_mm,
     frame_arrays,
 )
-from robo_lifelong.runtime import SegmentationRuntime
-from robo_lifelong.spool import Spool
-from robo_lifelong.terrain import Gait
-from robo_lifelong.unseen import UnseenResult, fit_calibration
+from robo_lifelong.perception.terrain import Gait
+from robo_lifelong.transfer.spool import Spool
 from tests.core.test_image_conversion import PlainImage
 from tests.core.test_runtime import manifest, tiny_onnx
 

@@ -15,16 +15,16 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.alarm_policy import AlarmConfig, AlarmLevel
-from robo_lifelong.bag_io import COLOR_TOPIC, DEPTH_TOPIC, BagWriter, header, image
-from robo_lifelong.cli import main as cli_main
-from robo_lifelong.collection import CollectionConfig
 from robo_lifelong.errors import BagError
-from robo_lifelong.image_conversion import image_to_numpy
-from robo_lifelong.model_watch import ModelSlot, load_model
-from robo_lifelong.pipeline import FrameResult, Pipeline, PipelineConfig, SampleWriter
-from robo_lifelong.replay import ReplayConfig, ReplaySummary, open_bag, replay_bag
+from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, BagWriter, header, image
+from robo_lifelong.io.image_conversion import image_to_numpy
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.watch import ModelSlot, load_model
+from robo_lifelong.offline.cli import main as cli_main
+from robo_lifelong.offline.replay import ReplayConfig, ReplaySummary, open_bag, replay_bag
+from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel
+from robo_lifelong.perception.collection import CollectionConfig
+from robo_lifelong.perception.pipeline import FrameResult, Pipeline, PipelineConfig, SampleWriter
 from robo_lifelong.sim.bag import (
     COLOR_INFO_TOPIC,
     TASK_TOPIC,
@@ -34,7 +34,7 @@ from robo_lifelong.sim.bag import (
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import main as sim_main
 from robo_lifelong.sim.route import Route, parse_schedule
-from robo_lifelong.spool import Spool
+from robo_lifelong.transfer.spool import Spool
 from tests.ros.model_fixture import HEIGHT, WIDTH, cached_package
 
 SCHEDULE = 'sunny:3,snow:3,sunny:4'

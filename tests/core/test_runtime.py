@@ -9,11 +9,11 @@ import cv2
 import numpy as np
 import pytest
 
-from robo_lifelong import model_package as mp
 from robo_lifelong.errors import ImageConversionError, ModelPackageError
 from robo_lifelong.labels import CLASSES
-from robo_lifelong.runtime import SegmentationRuntime, preprocess
-from robo_lifelong.unseen import UnseenResult, fit_calibration
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.runtime import SegmentationRuntime, preprocess
+from robo_lifelong.models.unseen import UnseenResult, fit_calibration
 
 onnx = pytest.importorskip('onnx', reason='building the test graph needs the onnx package')
 from onnx import TensorProto, helper  # noqa: E402

@@ -7,10 +7,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from robo_lifelong.pipeline import SampleRequest, SampleWriter
-from robo_lifelong.spool import Spool
+from robo_lifelong.models.unseen import UnseenResult
+from robo_lifelong.perception.pipeline import SampleRequest, SampleWriter
 from robo_lifelong.supervision import Level, health_summary
-from robo_lifelong.unseen import UnseenResult
+from robo_lifelong.transfer.spool import Spool
 
 VERDICT = UnseenResult(2.0, 'sunny', np.zeros((2, 3), np.float32), True)
 

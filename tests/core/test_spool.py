@@ -12,9 +12,9 @@ import time
 
 import pytest
 
-from robo_lifelong import spool as spool_mod
 from robo_lifelong.errors import ConfigError, SpoolError, SpoolFullError
-from robo_lifelong.spool import Spool, make_sample_id
+from robo_lifelong.transfer import spool as spool_mod
+from robo_lifelong.transfer.spool import Spool, make_sample_id
 
 BIG = 10**12
 T0 = 1_790_000_000.0  # some time in 2026
@@ -208,8 +208,8 @@ def test_bad_bounds_rejected(tmp_path):
 WRITER = textwrap.dedent(
     """
     import os, signal, sys
-    from robo_lifelong import spool as spool_mod
-    from robo_lifelong.spool import Spool, make_sample_id
+    from robo_lifelong.transfer import spool as spool_mod
+    from robo_lifelong.transfer.spool import Spool, make_sample_id
     root, stop_sample, stop_step = sys.argv[1], int(sys.argv[2]), sys.argv[3]
     state = {'sample': 0, 'files': 0, 'in_put': False}
 

@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 
 from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
-from robo_lifelong.storage import LocalStorage, S3Storage, Storage, join, open_storage
+from robo_lifelong.transfer.storage import LocalStorage, S3Storage, Storage, join, open_storage
 
 WRITERS = 8
 LINES_PER_WRITER = 50

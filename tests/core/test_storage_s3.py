@@ -9,7 +9,7 @@ import pytest
 from botocore.stub import Stubber
 
 from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
-from robo_lifelong.storage import S3_TOTAL_ATTEMPTS, S3Storage, join, open_storage
+from robo_lifelong.transfer.storage import S3_TOTAL_ATTEMPTS, S3Storage, join, open_storage
 from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.seaweedfs import SeaweedS3, free_ports
 

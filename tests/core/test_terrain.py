@@ -6,7 +6,7 @@ import numpy as np
 import pytest
 
 from robo_lifelong.errors import ConfigError, ImageConversionError
-from robo_lifelong.terrain import (
+from robo_lifelong.perception.terrain import (
     Gait,
     GaitAdvisor,
     GaitConfig,

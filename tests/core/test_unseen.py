@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.unseen import (
+from robo_lifelong.models.unseen import (
     BASELINE_METHOD,
     SednaBaselineCalibration,
     UnseenCalibration,

@@ -16,10 +16,10 @@ from collections import Counter
 import pytest
 
 from robo_lifelong.errors import SpoolFullError, StorageError
-from robo_lifelong.spool import Spool, make_sample_id
-from robo_lifelong.storage import LocalStorage, Storage, join, open_storage
 from robo_lifelong.supervision import FailureLog
-from robo_lifelong.uploader import (
+from robo_lifelong.transfer.spool import Spool, make_sample_id
+from robo_lifelong.transfer.storage import LocalStorage, Storage, join, open_storage
+from robo_lifelong.transfer.uploader import (
     UPLOAD_S3_ATTEMPTS,
     TokenBucket,
     UploadConfig,
@@ -539,9 +539,9 @@ def test_random_faults_of_every_kind_lose_and_duplicate_nothing(
 _KILLED_UPLOADER = textwrap.dedent(
     """
     import os, signal, sys
-    from robo_lifelong.spool import Spool
-    from robo_lifelong.storage import open_storage
-    from robo_lifelong.uploader import UploadConfig, Uploader
+    from robo_lifelong.transfer.spool import Spool
+    from robo_lifelong.transfer.storage import open_storage
+    from robo_lifelong.transfer.uploader import UploadConfig, Uploader
 
     spool = Spool(sys.argv[1], 10**12, 10**6)
     kill_at, calls, real_remove = int(sys.argv[3]), [0], spool.remove

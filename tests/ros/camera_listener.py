@@ -2,7 +2,7 @@
 
 Waits up to ``--timeout`` s for the first colour frame, then records for ``--seconds`` more and
 until it has ``--min-frames`` colour frames (bounded by ``--timeout`` again). Images are decoded
-with robo_lifelong.image_conversion, as the perception node would; each carries a digest of its
+with robo_lifelong.io.image_conversion, as the perception node would; each carries a digest of its
 pixels, so a test can tell which simulator frame it is. The reader queues are deep: while this
 process waits for a core, the DDS threads keep what arrives instead of dropping it.
 """
@@ -21,7 +21,7 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import String
 
-from robo_lifelong.image_conversion import image_to_numpy
+from robo_lifelong.io.image_conversion import image_to_numpy
 from robo_lifelong.nodes import sim_camera_node as cam
 from robo_lifelong.nodes.qos import LATCHED_QOS
 

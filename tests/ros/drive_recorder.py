@@ -27,8 +27,8 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import String
 
-from robo_lifelong.bag_io import COLOR_TOPIC, DEPTH_TOPIC, BagWriter, header, image, stamp_ns
-from robo_lifelong.image_conversion import image_to_numpy
+from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, BagWriter, header, image, stamp_ns
+from robo_lifelong.io.image_conversion import image_to_numpy
 from robo_lifelong.nodes.perception_node import NODE_STATUS_NAME, RELIABLE_QOS
 from robo_lifelong.nodes.qos import LATCHED_QOS
 

@@ -7,7 +7,7 @@ TARGET is ``module:Class.attribute`` (or ``module:function``); the patched funct
 ``EXCEPTION('injected by the test')`` (RuntimeError, or SystemExit, which ends a thread) on its
 first TIMES calls (-1: every call), then does what it did before. EXCEPTION ``gate:PATH`` raises
 nothing: the first TIMES calls (-1: every call) wait until the file PATH exists, so a test holds
-the thread at that point for as long as it needs, instead of hoping it is slow enough.
+the thread at that point for as it needs, instead of hoping it is slow enough.
 """
 
 from __future__ import annotations

@@ -14,7 +14,7 @@ from __future__ import annotations
 import sys
 import time
 
-from robo_lifelong import model_watch
+from robo_lifelong.models import watch as model_watch
 from robo_lifelong.nodes import perception_node
 
 GATE = 'gate'

@@ -25,11 +25,11 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING
 
-from robo_lifelong import model_package as mp
 from robo_lifelong.labels import KNOWN_CLASS_IDS
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.unseen import fit_calibration
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.world import CampusWorld
-from robo_lifelong.unseen import fit_calibration
 
 if TYPE_CHECKING:
     from robo_lifelong_cloud.data import Frame

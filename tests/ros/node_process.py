@@ -10,7 +10,7 @@ import sys
 import time
 from pathlib import Path
 
-from robo_lifelong.dds import profile_environ
+from robo_lifelong.io.dds import profile_environ
 
 REPO = Path(__file__).resolve().parents[2]
 LISTENER = Path(__file__).with_name('camera_listener.py')

@@ -40,7 +40,7 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header, String
 from visualization_msgs.msg import MarkerArray
 
-from robo_lifelong.image_conversion import numpy_to_image
+from robo_lifelong.io.image_conversion import numpy_to_image
 from robo_lifelong.nodes.perception_node import (
     COLOR_TOPIC,
     DEPTH_TOPIC,

@@ -19,10 +19,11 @@ from pathlib import Path
 
 import pytest
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.spool import Spool
-from robo_lifelong.storage import join, open_storage
-from robo_lifelong.uploader import UploadConfig, Uploader
+from robo_lifelong.models import package as mp
+from robo_lifelong.transfer import model_store
+from robo_lifelong.transfer.spool import Spool
+from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.uploader import UploadConfig, Uploader
 from tests.core.test_model_package import ONNX, manifest
 from tests.core.test_uploader import T0, check_uploaded, fill
 from tests.fakes.fault_proxy import Fault, FaultProxy
@@ -105,7 +106,7 @@ def test_bridge_drains_spool_and_announces_model_once(tmp_path: Path, listener: 
             'status_period_s': 0.2,
             'bandwidth_limit_bytes_per_s': 4000,  # ~3 samples/s
         },
-        inject=('robo_lifelong.uploader:Uploader.step', f'gate:{gate}', -1),
+        inject=('robo_lifelong.transfer.uploader:Uploader.step', f'gate:{gate}', -1),
     )
     try:
         assert listener.spin_until(lambda: listener.diagnostics, 60), 'no diagnostics'
@@ -140,7 +141,9 @@ def test_bridge_drains_spool_and_announces_model_once(tmp_path: Path, listener: 
         assert listener.spin_until(status_drained, 30), listener.status[-1:]
 
         package = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=4))
-        mp.write_pointer(str(pointer), mp.DeployPointer.for_package(package, str(package.path)))
+        model_store.write_pointer(
+            str(pointer), mp.DeployPointer.for_package(package, str(package.path))
+        )
         assert listener.spin_until(lambda: listener.updates, 60), 'no model/update'
         # three more polls of the pointer (counted on bridge/status): no second announcement
         polls = model_polls(listener)
@@ -210,9 +213,11 @@ def test_bridge_reports_s3_faults_while_they_last_then_delivers_everything_once(
     Uploader(seed_spool, store, UploadConfig(robot)).drain()
     package = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=7))
     package_url = join(s3_bucket, 'models', 'v7')
-    mp.publish_package(package, package_url, s3_server.env)
+    model_store.publish_package(package, package_url, s3_server.env)
     pointer = join(s3_bucket, 'deploy', 'index.pkl')
-    mp.write_pointer(pointer, mp.DeployPointer.for_package(package, package_url), s3_server.env)
+    model_store.write_pointer(
+        pointer, mp.DeployPointer.for_package(package, package_url), s3_server.env
+    )
     ids = fill(Spool(tmp_path / 'spool', 10**12, 1000), 6, robot=robot)
     params = {
         'spool_dir': tmp_path / 'spool',
@@ -302,7 +307,9 @@ def test_bridge_upload_thread_counts_an_unexpected_exception_and_carries_on(tmp_
         'upload_poll_s': 0.2,
         'status_period_s': 0.2,
     }
-    proc = start_bridge(params, inject=('robo_lifelong.uploader:Uploader.step', 'RuntimeError', 2))
+    proc = start_bridge(
+        params, inject=('robo_lifelong.transfer.uploader:Uploader.step', 'RuntimeError', 2)
+    )
     try:
         assert listener.spin_until(
             lambda: (
@@ -330,7 +337,9 @@ def test_a_dead_upload_thread_is_a_diagnostics_error_naming_it(tmp_path, listene
         'status_period_s': 0.2,
     }
     # SystemExit is no Exception: it ends the thread it is raised in, as a supervisor bug might
-    proc = start_bridge(params, inject=('robo_lifelong.uploader:Uploader.step', 'SystemExit', -1))
+    proc = start_bridge(
+        params, inject=('robo_lifelong.transfer.uploader:Uploader.step', 'SystemExit', -1)
+    )
     try:
         assert listener.spin_until(
             lambda: listener.diagnostics and listener.diagnostics[-1]['level'] == ERROR, 30

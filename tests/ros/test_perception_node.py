@@ -22,18 +22,18 @@ from typing import NamedTuple
 import pytest
 import yaml
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.alarm_policy import AlarmLevel
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.model_watch import model_version
+from robo_lifelong.models import package as mp
+from robo_lifelong.models.watch import model_version
 from robo_lifelong.nodes.perception_node import (
     ALARM_NAME,
     NODE_STATUS_NAME,
     PARAMETERS,
     PerceptionConfig,
 )
+from robo_lifelong.perception.alarm_policy import AlarmLevel
 from robo_lifelong.sim.ground_truth import GroundTruthStore
-from robo_lifelong.spool import Spool
+from robo_lifelong.transfer.spool import Spool
 from tests.ros.model_fixture import cached_package, with_version
 from tests.ros.node_process import REPO, NodeProcess, ros_environ, run_json_script
 

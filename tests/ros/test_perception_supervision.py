@@ -21,7 +21,8 @@ pytestmark = pytest.mark.ros
 DOMAIN_ID = random.Random(os.getpid() + 18).randint(100, 149)  # this module's private domain
 FAULTY_NODE = Path(__file__).with_name('faulty_node.py')
 PERCEPTION = 'robo_lifelong.nodes.perception_node'
-TICK = 'robo_lifelong.pipeline:Pipeline.tick'  # runs on the processing thread, frames or not
+# runs on the processing thread, frames or not
+TICK = 'robo_lifelong.perception.pipeline:Pipeline.tick'
 ERROR, STALE = b'\x02', b'\x03'
 
 

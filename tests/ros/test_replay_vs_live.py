@@ -18,11 +18,11 @@ from pathlib import Path
 
 import pytest
 
-from robo_lifelong.alarm_policy import AlarmConfig, AlarmLevel
-from robo_lifelong.collection import CollectionConfig
-from robo_lifelong.pipeline import PipelineConfig
-from robo_lifelong.replay import replay_bag
-from robo_lifelong.spool import Spool
+from robo_lifelong.offline.replay import replay_bag
+from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel
+from robo_lifelong.perception.collection import CollectionConfig
+from robo_lifelong.perception.pipeline import PipelineConfig
+from robo_lifelong.transfer.spool import Spool
 from tests.ros.model_fixture import HEIGHT, WIDTH, cached_package
 from tests.ros.node_process import REPO, NodeProcess, ros_environ
 

@@ -50,7 +50,7 @@ from pathlib import Path
 from typing import Any
 
 from robo_lifelong.errors import ConfigError, StorageError
-from robo_lifelong.storage import join, open_storage
+from robo_lifelong.transfer.storage import join, open_storage
 from robo_lifelong_cloud.controller.conditions import (
     Phase,
     condition_data,

@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from robo_lifelong.storage import join, open_storage
+from robo_lifelong.transfer.storage import join, open_storage
 
 MAX_EVAL_BATCHES = 5
 

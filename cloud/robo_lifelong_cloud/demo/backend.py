@@ -19,7 +19,7 @@ from pathlib import Path
 from urllib.parse import urlsplit
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.storage import open_storage
+from robo_lifelong.transfer.storage import open_storage
 from robo_lifelong_cloud.controller.manifests import Manifests, Secret
 from robo_lifelong_cloud.seaweedfs import SeaweedS3
 

@@ -27,13 +27,13 @@ from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
 
-from robo_lifelong import model_package as mp
-from robo_lifelong.annotation import annotate_pending, ground_truth_source
 from robo_lifelong.errors import RoboLifelongError
+from robo_lifelong.offline.annotation import annotate_pending, ground_truth_source
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import write_dataset
 from robo_lifelong.sim.tasks import KNOWN_TASKS
-from robo_lifelong.storage import join
+from robo_lifelong.transfer import model_store
+from robo_lifelong.transfer.storage import join
 from robo_lifelong_cloud.controller.conditions import last
 from robo_lifelong_cloud.controller.manifests import load_manifests, with_overrides
 from robo_lifelong_cloud.controller.runner import DEPLOY_KEY, Controller, ControllerConfig
@@ -266,7 +266,7 @@ def _ground_truth_frames(robot: Robot) -> int:
 
 def deployed_version(paths: DemoPaths) -> str:
     """``model/version`` of the package the deploy pointer names (model_watch's format)."""
-    pointer = mp.read_pointer(join(paths.output_dir, DEPLOY_KEY), paths.environ or None)
+    pointer = model_store.read_pointer(join(paths.output_dir, DEPLOY_KEY), paths.environ or None)
     return f'v{pointer.version}-{pointer.content_hash[:12]}'
 
 

@@ -20,12 +20,13 @@ matplotlib.use('Agg')
 import matplotlib.pyplot as plt  # noqa: E402  (after the backend is chosen)
 import numpy as np  # noqa: E402
 
-from robo_lifelong import model_package as mp  # noqa: E402
 from robo_lifelong.labels import CLASSES, colorize  # noqa: E402
-from robo_lifelong.runtime import SegmentationRuntime  # noqa: E402
+from robo_lifelong.models import package as mp  # noqa: E402
+from robo_lifelong.models.runtime import SegmentationRuntime  # noqa: E402
 from robo_lifelong.sim.ground_truth import GroundTruthStore  # noqa: E402
 from robo_lifelong.sim.tasks import KNOWN_TASKS, TASKS, UNSEEN_TASKS  # noqa: E402
-from robo_lifelong.storage import join, open_storage  # noqa: E402
+from robo_lifelong.transfer import model_store  # noqa: E402
+from robo_lifelong.transfer.storage import join, open_storage  # noqa: E402
 from robo_lifelong_cloud.controller.runner import DEPLOY_KEY  # noqa: E402
 from robo_lifelong_cloud.controller.status import StateDir  # noqa: E402
 from robo_lifelong_cloud.demo.analysis import Drive, analyse_drive, class_iou, task_miou  # noqa: E402
@@ -274,8 +275,10 @@ def write_report(cfg: DemoConfig, paths: DemoPaths, counts: dict) -> dict[str, A
     cache = out / 'models'
     environ = paths.environ or None
     models = {
-        'before': mp.open_model(join(paths.output_dir, 'train/1/index.json'), cache, environ),
-        'after': mp.open_model(join(paths.output_dir, DEPLOY_KEY), cache, environ),
+        'before': model_store.open_model(
+            join(paths.output_dir, 'train/1/index.json'), cache, environ
+        ),
+        'after': model_store.open_model(join(paths.output_dir, DEPLOY_KEY), cache, environ),
     }
     route_plot(before, after, out / 'route.png')
     miou_plot(before, after, out / 'miou.png')

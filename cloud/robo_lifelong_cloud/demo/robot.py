@@ -20,8 +20,8 @@ from typing import Any
 
 import yaml
 
-from robo_lifelong.dds import profile_environ
 from robo_lifelong.errors import RoboLifelongError
+from robo_lifelong.io.dds import profile_environ
 from robo_lifelong.sim.route import parse_schedule
 
 log = logging.getLogger(__name__)

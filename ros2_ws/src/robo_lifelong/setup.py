@@ -30,10 +30,10 @@ setup(
             'robo-lifelong-sim = robo_lifelong.sim.cli:main',
             'sim_camera = robo_lifelong.nodes.sim_camera_node:main',
             'bridge = robo_lifelong.nodes.bridge_node:main',
-            'robo-lifelong-annotate = robo_lifelong.annotation:main',
+            'robo-lifelong-annotate = robo_lifelong.offline.annotation:main',
             'perception = robo_lifelong.nodes.perception_node:main',
             'observer = robo_lifelong.nodes.observer_node:main',
-            'robo-lifelong = robo_lifelong.cli:main',
+            'robo-lifelong = robo_lifelong.offline.cli:main',
         ],
     },
 )

@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 
-from robo_lifelong.storage import open_storage
+from robo_lifelong.transfer.storage import open_storage
 
 kind = sys.argv[1]
 mode = os.environ.get('FAKE_MODE', 'ok')

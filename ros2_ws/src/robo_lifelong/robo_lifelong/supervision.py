@@ -25,7 +25,7 @@ from dataclasses import dataclass
 from enum import IntEnum
 from typing import Protocol
 
-from .errors import RoboLifelongError
+from robo_lifelong.errors import RoboLifelongError
 
 log = logging.getLogger(__name__)
 

@@ -27,14 +27,19 @@ from rclpy.node import Node
 from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
-from ..errors import ConfigError
-from ..model_sync import ModelSync, first_model_url
-from ..spool import Spool
-from ..storage import open_storage
-from ..supervision import FailureLog, Health, Level, SupervisedThread, health_summary
-from ..uploader import UNLABELED_INDEX, UPLOAD_S3_ATTEMPTS, UploadConfig, Uploader
-from .qos import LATCHED_QOS
-from .spin import run
+from robo_lifelong.errors import ConfigError
+from robo_lifelong.nodes.qos import LATCHED_QOS
+from robo_lifelong.nodes.spin import run
+from robo_lifelong.supervision import FailureLog, Health, Level, SupervisedThread, health_summary
+from robo_lifelong.transfer.model_sync import ModelSync, first_model_url
+from robo_lifelong.transfer.spool import Spool
+from robo_lifelong.transfer.storage import open_storage
+from robo_lifelong.transfer.uploader import (
+    UNLABELED_INDEX,
+    UPLOAD_S3_ATTEMPTS,
+    UploadConfig,
+    Uploader,
+)
 
 STATUS_TOPIC = 'bridge/status'
 MODEL_UPDATE_TOPIC = 'model/update'

@@ -7,8 +7,8 @@ from diagnostic_msgs.msg import DiagnosticStatus, KeyValue
 from std_msgs.msg import ColorRGBA, Header
 from visualization_msgs.msg import Marker, MarkerArray
 
-from ..alarm_policy import AlarmLevel, AlarmStatus
-from ..terrain import GaitAdvice, TerrainResult
+from robo_lifelong.perception.alarm_policy import AlarmLevel, AlarmStatus
+from robo_lifelong.perception.terrain import GaitAdvice, TerrainResult
 
 # RGBA per alarm level: green, amber, red, grey
 LEVEL_COLORS: dict[AlarmLevel, tuple[float, float, float, float]] = {

@@ -27,10 +27,10 @@ from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
-from ..errors import ConfigError
-from ..image_conversion import image_to_numpy
-from .qos import LATCHED_QOS, SENSOR_QOS
-from .spin import run
+from robo_lifelong.errors import ConfigError
+from robo_lifelong.io.image_conversion import image_to_numpy
+from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
+from robo_lifelong.nodes.spin import run
 
 TIMELINE = 'timeline.jsonl'
 RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

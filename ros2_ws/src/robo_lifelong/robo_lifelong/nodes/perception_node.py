@@ -28,14 +28,17 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header, String
 from visualization_msgs.msg import MarkerArray
 
-from ..alarm_policy import AlarmConfig, AlarmLevel, AlarmStatus
-from ..collection import CollectionConfig
-from ..errors import ConfigError, RoboLifelongError
-from ..frame_sync import FrameSync, Pair
-from ..image_conversion import numpy_to_image
-from ..labels import colorize
-from ..model_watch import ModelSlot, ModelWatcher, SwapEvent
-from ..pipeline import (
+from robo_lifelong.errors import ConfigError, RoboLifelongError
+from robo_lifelong.io.frame_sync import FrameSync, Pair
+from robo_lifelong.io.image_conversion import numpy_to_image
+from robo_lifelong.labels import colorize
+from robo_lifelong.models.watch import ModelSlot, ModelWatcher, SwapEvent
+from robo_lifelong.nodes.markers import diagnostic_status, marker_array
+from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
+from robo_lifelong.nodes.spin import run
+from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel, AlarmStatus
+from robo_lifelong.perception.collection import CollectionConfig
+from robo_lifelong.perception.pipeline import (
     ALARM_NAME,
     MAX_FRAME_PIXELS,
     RGB_ENCODINGS,
@@ -47,11 +50,14 @@ from ..pipeline import (
     SampleWriter,
     frame_arrays,
 )
-from ..spool import Spool
-from ..supervision import FailureLog, Level, SupervisedThread, health_summary, health_values
-from .markers import diagnostic_status, marker_array
-from .qos import LATCHED_QOS, SENSOR_QOS
-from .spin import run
+from robo_lifelong.supervision import (
+    FailureLog,
+    Level,
+    SupervisedThread,
+    health_summary,
+    health_values,
+)
+from robo_lifelong.transfer.spool import Spool
 
 COLOR_TOPIC = 'camera/color/image_raw'
 DEPTH_TOPIC = 'camera/aligned_depth_to_color/image_raw'

@@ -19,7 +19,7 @@ from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from robo_lifelong.errors import ConfigError, RoboLifelongError
-from robo_lifelong.image_conversion import numpy_to_image
+from robo_lifelong.io.image_conversion import numpy_to_image
 from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
 from robo_lifelong.nodes.spin import run
 from robo_lifelong.sim.camera import CameraModel

@@ -11,7 +11,7 @@ from rclpy.executors import ExternalShutdownException, SingleThreadedExecutor
 from rclpy.node import Node
 from rclpy.signals import SignalHandlerOptions
 
-from ..errors import RoboLifelongError
+from robo_lifelong.errors import RoboLifelongError
 
 _WAKE_S = 0.1  # how often spinning returns to Python, so a pending signal is acted on
 

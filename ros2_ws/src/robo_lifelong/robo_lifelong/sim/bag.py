@@ -15,10 +15,10 @@ from dataclasses import dataclass
 import numpy as np
 from tqdm import tqdm
 
-from ..bag_io import COLOR_TOPIC, DEPTH_TOPIC, TYPESTORE, BagWriter, header, image
-from ..errors import ConfigError
-from .camera import CameraModel
-from .route import Route, Schedule
+from robo_lifelong.errors import ConfigError
+from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, TYPESTORE, BagWriter, header, image
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.route import Route, Schedule
 
 # as nodes/sim_camera_node.py publishes them in the root namespace
 COLOR_INFO_TOPIC = '/camera/color/camera_info'

@@ -8,7 +8,7 @@ from functools import cached_property
 
 import numpy as np
 
-from ..errors import ConfigError
+from robo_lifelong.errors import ConfigError
 
 # The D435i colour sensor sees about 69 x 42 degrees in its 16:9 modes; 4:3 modes crop the sides,
 # so the vertical field of view is the one that holds across resolutions.

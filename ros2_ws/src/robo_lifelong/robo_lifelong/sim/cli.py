@@ -8,12 +8,12 @@ from pathlib import Path
 
 from tqdm import tqdm
 
-from ..dataset import DatasetWriter
-from ..errors import RoboLifelongError
-from .camera import CameraModel
-from .route import parse_schedule
-from .tasks import TASKS
-from .world import CampusWorld
+from robo_lifelong.errors import RoboLifelongError
+from robo_lifelong.io.dataset import DatasetWriter
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.route import parse_schedule
+from robo_lifelong.sim.tasks import TASKS
+from robo_lifelong.sim.world import CampusWorld
 
 
 def write_dataset(out: Path, tasks: list[str], frames: int, seed: int, camera: CameraModel) -> int:
@@ -66,14 +66,17 @@ def main(argv: list[str] | None = None) -> int:
             n = write_dataset(args.out, args.tasks, args.frames, args.seed, camera)
             print(f'wrote {n} samples to {args.out / "data.txt"}')
         elif args.command == 'bag':
-            from .bag import RecordConfig, record_route  # rosbags only needed here
+            from robo_lifelong.sim.bag import (  # rosbags only needed here
+                RecordConfig,
+                record_route,
+            )
 
             schedule = parse_schedule(args.schedule)
             config = RecordConfig(schedule, args.seconds, args.rate, args.seed, args.format)
             n = record_route(args.out, config, CameraModel(args.width, args.height))
             print(f'wrote {n} frames to {args.out}')
         else:
-            from .docs import write_docs  # matplotlib-free, but only needed here
+            from robo_lifelong.sim.docs import write_docs  # matplotlib-free, but only needed here
 
             for path in write_docs(args.out, args.seed):
                 print(f'wrote {path}')

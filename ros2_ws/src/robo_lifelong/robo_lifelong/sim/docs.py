@@ -7,10 +7,10 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from ..labels import CLASSES, colorize
-from .camera import CameraModel
-from .tasks import TASKS
-from .world import CampusWorld
+from robo_lifelong.labels import CLASSES, colorize
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.tasks import TASKS
+from robo_lifelong.sim.world import CampusWorld
 
 _FONT = cv2.FONT_HERSHEY_SIMPLEX
 

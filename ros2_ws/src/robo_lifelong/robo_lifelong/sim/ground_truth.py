@@ -19,8 +19,8 @@ from collections import deque
 import cv2
 import numpy as np
 
-from ..errors import ConfigError, DatasetError, ObjectMissing
-from ..storage import LocalStorage
+from robo_lifelong.errors import ConfigError, DatasetError, ObjectMissing
+from robo_lifelong.transfer.storage import LocalStorage
 
 log = logging.getLogger(__name__)
 

@@ -13,9 +13,9 @@ from functools import lru_cache
 
 import numpy as np
 
-from ..labels import class_id
-from . import materials as mat
-from .tasks import Task
+from robo_lifelong.labels import class_id
+from robo_lifelong.sim import materials as mat
+from robo_lifelong.sim.tasks import Task
 
 CELL = 20.0  # metres of street per cell
 BOX, ELLIPSOID = 0, 1

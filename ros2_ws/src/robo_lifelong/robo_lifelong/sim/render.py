@@ -16,11 +16,11 @@ from statistics import NormalDist
 
 import numpy as np
 
-from ..labels import class_id
-from . import materials as mat
-from .camera import CameraModel
-from .layout import BOX, CELL, ELLIPSOID, STREET, Cell, Primitives
-from .tasks import Task
+from robo_lifelong.labels import class_id
+from robo_lifelong.sim import materials as mat
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.layout import BOX, CELL, ELLIPSOID, STREET, Cell, Primitives
+from robo_lifelong.sim.tasks import Task
 
 SKY = class_id('sky')
 _NEAR = 0.05  # metres; near clipping plane

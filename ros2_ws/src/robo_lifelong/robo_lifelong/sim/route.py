@@ -4,11 +4,11 @@ from __future__ import annotations
 
 import math
 
-from ..errors import ConfigError
-from .camera import CameraModel
-from .layout import STREET
-from .tasks import TASKS
-from .world import CampusWorld, Frame, Pose
+from robo_lifelong.errors import ConfigError
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.layout import STREET
+from robo_lifelong.sim.tasks import TASKS
+from robo_lifelong.sim.world import CampusWorld, Frame, Pose
 
 SPEED = 1.2  # m/s, a brisk robot-dog walk
 Schedule = tuple[tuple[str, float], ...]

@@ -9,10 +9,10 @@ from functools import cached_property
 
 import numpy as np
 
-from .camera import CameraModel
-from .layout import CELL, STREET, cells
-from .render import Renderer
-from .tasks import get_task
+from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.layout import CELL, STREET, cells
+from robo_lifelong.sim.render import Renderer
+from robo_lifelong.sim.tasks import get_task
 
 
 @dataclass(frozen=True)

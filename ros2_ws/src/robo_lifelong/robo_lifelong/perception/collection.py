@@ -21,7 +21,7 @@ import cv2
 import numpy as np
 
 from robo_lifelong.errors import ConfigError, ImageConversionError
-from robo_lifelong.unseen import UnseenResult
+from robo_lifelong.models.unseen import UnseenResult
 
 _THUMB = 16
 _MIN_STD = 2.0  # grey levels: a flat image's noise must not be blown up by the normalisation
@@ -108,7 +108,7 @@ class Collector:
 
 
 def _png(image: np.ndarray, compression: int, what: str) -> bytes:
-    # run-length deflate: about twice as fast as the default strategy on camera images and
+    # run-length deflate: about twice as the default strategy on camera images and
     # no larger (measured on the simulator's RGB and depth)
     params = [
         cv2.IMWRITE_PNG_COMPRESSION,

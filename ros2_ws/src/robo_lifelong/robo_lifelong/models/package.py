@@ -28,14 +28,13 @@ import uuid
 from collections.abc import Mapping
 from dataclasses import dataclass
 from functools import cache
-from pathlib import Path, PurePosixPath
+from pathlib import Path
 from typing import Any
 
 import jsonschema
 
-from .errors import ModelPackageError, StorageError
-from .storage import open_storage
-from .unseen import UnseenCalibration
+from robo_lifelong.errors import ModelPackageError
+from robo_lifelong.models.unseen import UnseenCalibration
 
 log = logging.getLogger(__name__)
 
@@ -44,7 +43,7 @@ MODEL_FILE = 'model.onnx'
 MANIFEST_FILE = 'manifest.json'
 WEIGHTS_FILE = 'weights.safetensors'  # optional: training weights for incremental updates
 POINTER_KIND = 'robo-lifelong-deploy-pointer'
-_SCHEMA_PATH = Path(__file__).with_name('schemas') / 'model_manifest.schema.json'
+_SCHEMA_PATH = Path(__file__).parent.parent / 'schemas' / 'model_manifest.schema.json'
 _HASHED_FIELDS = ('content_hash', 'model_sha256')
 
 
@@ -230,55 +229,6 @@ def load_package(directory: str | os.PathLike) -> ModelPackage:
 
 
 # ---------------------------------------------------------------------------------------------
-# Publishing and fetching through storage (local directories or s3:// URLs)
-
-
-def publish_package(
-    package: ModelPackage, url: str, environ: Mapping[str, str] | None = None
-) -> str:
-    """Upload a package directory to ``url``; the manifest goes last, so a reader that finds
-    it also finds the model. Returns ``url``."""
-    store = open_storage(url, environ)
-    store.upload_file(package.model_path, MODEL_FILE)
-    if package.weights_path is not None:
-        store.upload_file(package.weights_path, WEIGHTS_FILE)
-    store.upload_file(package.path / MANIFEST_FILE, MANIFEST_FILE)
-    return url
-
-
-def fetch_package(
-    url: str, cache_dir: str | os.PathLike, environ: Mapping[str, str] | None = None
-) -> ModelPackage:
-    """The package at ``url`` (local directory or s3:// prefix) as a verified local package;
-    remote packages are downloaded into ``cache_dir/<content hash>``."""
-    if not url.startswith('s3://'):
-        return load_package(url)
-    store = open_storage(url, environ)
-    try:
-        manifest = json.loads(store.read_bytes(MANIFEST_FILE))
-        key = str(manifest['content_hash'])
-    except (StorageError, ValueError, KeyError, TypeError) as e:
-        raise ModelPackageError(f'cannot read {url}/{MANIFEST_FILE}: {e}') from e
-    local = Path(cache_dir) / (key if key.isalnum() else 'unknown')
-    if not (local / MANIFEST_FILE).is_file():
-        Path(cache_dir).mkdir(parents=True, exist_ok=True)
-        tmp = Path(tempfile.mkdtemp(prefix='.fetch-', dir=Path(cache_dir)))
-        try:
-            store.download_file(MODEL_FILE, tmp / MODEL_FILE)
-            if manifest.get('weights'):
-                store.download_file(WEIGHTS_FILE, tmp / WEIGHTS_FILE)
-            store.download_file(MANIFEST_FILE, tmp / MANIFEST_FILE)
-            load_package(tmp)
-            shutil.rmtree(local, ignore_errors=True)
-            os.rename(tmp, local)
-        except StorageError as e:
-            raise ModelPackageError(f'cannot download model package {url}: {e}') from e
-        finally:
-            shutil.rmtree(tmp, ignore_errors=True)
-    return load_package(local)
-
-
-# ---------------------------------------------------------------------------------------------
 # Deploy pointer
 
 
@@ -318,80 +268,3 @@ def parse_pointer(data: bytes, where: str) -> DeployPointer:
     except (KeyError, TypeError, ValueError) as e:
         raise ModelPackageError(f'{where}: deploy pointer field {e} missing or malformed') from e
     return pointer
-
-
-def _split(url: str) -> tuple[str, str]:
-    parent, name = str(PurePosixPath(url).parent), PurePosixPath(url).name
-    if url.startswith('s3://'):
-        parent = 's3://' + str(PurePosixPath(url[len('s3://') :]).parent)
-    return parent, name
-
-
-def read_pointer(url: str, environ: Mapping[str, str] | None = None) -> DeployPointer:
-    parent, name = _split(url)
-    try:
-        data = open_storage(parent, environ).read_bytes(name)
-    except StorageError as e:
-        raise ModelPackageError(f'cannot read deploy pointer {url}: {e}') from e
-    return parse_pointer(data, url)
-
-
-def write_pointer(
-    url: str, pointer: DeployPointer, environ: Mapping[str, str] | None = None
-) -> None:
-    parent, name = _split(url)
-    open_storage(parent, environ).write_bytes(name, pointer.to_bytes())
-
-
-def resolve_local(path: str, data_path_prefix: str = '') -> str:
-    """A host path as seen inside a Sedna pod: reported URLs have ``DATA_PATH_PREFIX`` stripped
-    (PROTOCOL.md §4.2), so a path that is missing as written is looked up under the prefix."""
-    if path.startswith('s3://') or os.path.exists(path) or not data_path_prefix:
-        return path
-    prefixed = data_path_prefix.rstrip('/') + '/' + path.lstrip('/')
-    return prefixed if os.path.exists(prefixed) else path
-
-
-def _is_package(url: str, environ: Mapping[str, str] | None) -> bool:
-    if not url.startswith('s3://'):
-        return os.path.isdir(url)
-    try:
-        return open_storage(url, environ).exists(MANIFEST_FILE)
-    except StorageError as e:
-        raise ModelPackageError(f'cannot read model URL {url}: {e}') from e
-
-
-def strip_data_prefix(path: str, data_path_prefix: str) -> str:
-    """The host path of a path inside a Sedna pod (inverse of ``resolve_local``)."""
-    prefix = data_path_prefix.rstrip('/')
-    if prefix and (path == prefix or path.startswith(prefix + '/')):
-        return path[len(prefix) :] or '/'
-    return path
-
-
-def locate_package(
-    url: str, environ: Mapping[str, str] | None = None, data_path_prefix: str = ''
-) -> tuple[str, DeployPointer | None]:
-    """``(package URL, pointer)`` for a package URL (pointer None) or a deploy pointer's URL."""
-    url = resolve_local(url, data_path_prefix)
-    if _is_package(url, environ):
-        return url, None
-    pointer = read_pointer(url, environ)
-    return resolve_local(pointer.package_url, data_path_prefix), pointer
-
-
-def open_model(
-    url: str,
-    cache_dir: str | os.PathLike,
-    environ: Mapping[str, str] | None = None,
-    data_path_prefix: str = '',
-) -> ModelPackage:
-    """A verified package from a package directory/prefix or a deploy pointer file's URL."""
-    package_url, pointer = locate_package(url, environ, data_path_prefix)
-    package = fetch_package(package_url, cache_dir, environ)
-    if pointer is not None and package.content_hash != pointer.content_hash:
-        raise ModelPackageError(
-            f'{url}: pointer names content_hash {pointer.content_hash}, '
-            f'package {pointer.package_url} has {package.content_hash}'
-        )
-    return package

@@ -5,7 +5,7 @@ Layout under ``root``::
 
     ready/<id>/          complete samples: the files plus meta.json (sizes and sha256 of each file)
     tmp/<writer>/<id>/   samples being written by the live writer <writer>
-    tmp/<writer>.lock    held (flock) by that writer for as long as it lives
+    tmp/<writer>.lock    held (flock) by that writer for as it lives
     trash/<id>-<x>/      samples being deleted
 
 A sample becomes visible only by renaming its fully written and fsynced directory into ``ready/``,

@@ -24,14 +24,19 @@ from enum import Enum
 import cv2
 import numpy as np
 
-from .alarm_policy import AlarmConfig, AlarmLevel, AlarmPolicy, AlarmStatus
-from .collection import CollectionConfig, Collector, make_sample
-from .errors import ConfigError, FrameError, ImageConversionError, SpoolError, SpoolFullError
-from .image_conversion import ImageLike, image_to_numpy
-from .model_watch import LoadedModel, ModelSlot
-from .spool import Spool, make_sample_id
-from .supervision import FailureLog, Health, SupervisedThread, describe
-from .terrain import (
+from robo_lifelong.errors import (
+    ConfigError,
+    FrameError,
+    ImageConversionError,
+    SpoolError,
+    SpoolFullError,
+)
+from robo_lifelong.io.image_conversion import ImageLike, image_to_numpy
+from robo_lifelong.models.unseen import UnseenResult
+from robo_lifelong.models.watch import LoadedModel, ModelSlot
+from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel, AlarmPolicy, AlarmStatus
+from robo_lifelong.perception.collection import CollectionConfig, Collector, make_sample
+from robo_lifelong.perception.terrain import (
     GaitAdvice,
     GaitAdvisor,
     GaitConfig,
@@ -39,7 +44,8 @@ from .terrain import (
     TerrainConfig,
     TerrainResult,
 )
-from .unseen import UnseenResult
+from robo_lifelong.supervision import FailureLog, Health, SupervisedThread, describe
+from robo_lifelong.transfer.spool import Spool, make_sample_id
 
 log = logging.getLogger(__name__)
 

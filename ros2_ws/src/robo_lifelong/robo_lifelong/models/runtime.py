@@ -16,9 +16,9 @@ import numpy as np
 import onnxruntime as ort
 from onnxruntime.capi import onnxruntime_pybind11_state as _ort_errors
 
-from .errors import ImageConversionError, ModelPackageError
-from .model_package import ModelPackage
-from .unseen import UnseenResult, score_frame
+from robo_lifelong.errors import ImageConversionError, ModelPackageError
+from robo_lifelong.models.package import ModelPackage
+from robo_lifelong.models.unseen import UnseenResult, score_frame
 
 log = logging.getLogger(__name__)
 

@@ -10,7 +10,7 @@ import os
 import re
 from pathlib import Path
 
-from .errors import ConfigError
+from robo_lifelong.errors import ConfigError
 
 log = logging.getLogger(__name__)
 
@@ -20,8 +20,8 @@ PROFILES_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 # Fast DDS 2.x (rmw_fastrtps_cpp < 9: Humble, Jazzy) reads the profile only from this name; 3.x
 # warns at every start when it is set. Without the profile big images are lost (see the XML).
 LEGACY_PROFILES_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
-# robo_lifelong/dds.py -> <package source dir>/config/ in a checkout (or a develop install)
-_SOURCE_CONFIG = Path(__file__).resolve().parent.parent / 'config'
+# robo_lifelong/io/dds.py -> <package source dir>/config/ in a checkout (or a develop install)
+_SOURCE_CONFIG = Path(__file__).resolve().parents[2] / 'config'
 
 
 def _installed_config() -> Path | None:

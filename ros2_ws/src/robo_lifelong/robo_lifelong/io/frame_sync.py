@@ -1,7 +1,7 @@
 """Pairs RGB frames with aligned depth frames by stamp, waiting a bounded time for the depth.
 
 The camera publishes colour and aligned depth with the same stamp, but they arrive separately and
-either may be lost. A colour frame is released as soon as its depth arrives, or without depth once
+either may be lost. A colour frame is released as its depth arrives, or without depth once
 ``max_wait`` has passed; only the newest colour frame is kept, so a slow consumer never builds a
 backlog (older waiting frames are counted as dropped).
 """

@@ -19,7 +19,7 @@ from typing import Any, Protocol
 
 import numpy as np
 
-from .errors import ImageConversionError
+from robo_lifelong.errors import ImageConversionError
 
 log = logging.getLogger(__name__)
 

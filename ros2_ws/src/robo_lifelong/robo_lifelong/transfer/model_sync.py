@@ -21,15 +21,10 @@ import tempfile
 from collections.abc import Mapping
 from pathlib import Path
 
-from .errors import ModelPackageError, StorageError
-from .model_package import (
-    MANIFEST_FILE,
-    ModelPackage,
-    fetch_package,
-    load_package,
-    locate_package,
-)
-from .storage import LocalStorage, open_storage
+from robo_lifelong.errors import ModelPackageError, StorageError
+from robo_lifelong.models.package import MANIFEST_FILE, ModelPackage, load_package
+from robo_lifelong.transfer.model_store import fetch_package, locate_package
+from robo_lifelong.transfer.storage import LocalStorage, open_storage
 
 log = logging.getLogger(__name__)
 

@@ -27,10 +27,10 @@ from pathlib import Path
 
 import numpy as np
 
-from .errors import ModelPackageError, RoboLifelongError
-from .model_package import MANIFEST_FILE, ModelPackage, load_package
-from .runtime import SegmentationRuntime
-from .supervision import FailureLog, Health, SupervisedThread, describe
+from robo_lifelong.errors import ModelPackageError, RoboLifelongError
+from robo_lifelong.models.package import MANIFEST_FILE, ModelPackage, load_package
+from robo_lifelong.models.runtime import SegmentationRuntime
+from robo_lifelong.supervision import FailureLog, Health, SupervisedThread, describe
 
 log = logging.getLogger(__name__)
 

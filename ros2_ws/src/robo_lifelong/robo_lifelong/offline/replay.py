@@ -35,11 +35,19 @@ from rosbags.interfaces import Connection
 from rosbags.rosbag2 import ReaderError
 from tqdm import tqdm
 
-from .alarm_policy import AlarmLevel, AlarmStatus
-from .bag_io import COLOR_TOPIC, DEPTH_TOPIC, TYPESTORE, BagWriter, header, image, stamp_ns
-from .errors import BagError, ConfigError, RoboLifelongError
-from .model_watch import ModelSlot, load_model
-from .pipeline import (
+from robo_lifelong.errors import BagError, ConfigError, RoboLifelongError
+from robo_lifelong.io.bags import (
+    COLOR_TOPIC,
+    DEPTH_TOPIC,
+    TYPESTORE,
+    BagWriter,
+    header,
+    image,
+    stamp_ns,
+)
+from robo_lifelong.models.watch import ModelSlot, load_model
+from robo_lifelong.perception.alarm_policy import AlarmLevel, AlarmStatus
+from robo_lifelong.perception.pipeline import (
     ALARM_NAME,
     RGB_ENCODINGS,
     FrameRejected,
@@ -50,7 +58,7 @@ from .pipeline import (
     SampleWriter,
     frame_arrays,
 )
-from .spool import Spool
+from robo_lifelong.transfer.spool import Spool
 
 log = logging.getLogger(__name__)
 

@@ -34,13 +34,13 @@ from pathlib import Path
 import cv2
 import numpy as np
 
-from .dataset import INDEX, TASKS_SIDECAR, Sample, stratified
-from .errors import DatasetError, PreconditionFailed, RoboLifelongError, StorageError
-from .labels import CLASSES, IGNORE_ID
-from .sim.ground_truth import GroundTruthStore
-from .spool import META_NAME
-from .storage import Storage, join, open_storage
-from .uploader import UNLABELED_INDEX
+from robo_lifelong.errors import DatasetError, PreconditionFailed, RoboLifelongError, StorageError
+from robo_lifelong.io.dataset import INDEX, TASKS_SIDECAR, Sample, stratified
+from robo_lifelong.labels import CLASSES, IGNORE_ID
+from robo_lifelong.sim.ground_truth import GroundTruthStore
+from robo_lifelong.transfer.spool import META_NAME
+from robo_lifelong.transfer.storage import Storage, join, open_storage
+from robo_lifelong.transfer.uploader import UNLABELED_INDEX
 
 log = logging.getLogger(__name__)
 

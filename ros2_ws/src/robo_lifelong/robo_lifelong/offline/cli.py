@@ -8,13 +8,13 @@ import logging
 import sys
 from pathlib import Path
 
-from .alarm_policy import AlarmConfig
-from .bag_io import COLOR_TOPIC, DEPTH_TOPIC, STORAGE
-from .collection import CollectionConfig
-from .errors import RoboLifelongError
-from .pipeline import PipelineConfig
-from .replay import ReplayConfig, replay_bag
-from .spool import Spool
+from robo_lifelong.errors import RoboLifelongError
+from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, STORAGE
+from robo_lifelong.offline.replay import ReplayConfig, replay_bag
+from robo_lifelong.perception.alarm_policy import AlarmConfig
+from robo_lifelong.perception.collection import CollectionConfig
+from robo_lifelong.perception.pipeline import PipelineConfig
+from robo_lifelong.transfer.spool import Spool
 
 # the perception node's defaults (nodes/perception_node.py PARAMETERS)
 SPOOL_MAX_BYTES = 2_000_000_000
@@ -26,7 +26,7 @@ def _replay_parser(sub: argparse._SubParsersAction) -> None:
         'replay',
         help='run the perception core over a rosbag2 recording (sqlite3 or MCAP)',
         description="Labels, unseen scores, the alarm (on the frames' stamps) and sample "
-        'collection, as the perception node does, as fast as the CPU allows.',
+        'collection, as the perception node does, as the CPU allows.',
     )
     p.add_argument('bag', type=Path, help='rosbag2 directory (or .mcap/.db3 file)')
     p.add_argument('--model', type=Path, required=True, help='model package directory')

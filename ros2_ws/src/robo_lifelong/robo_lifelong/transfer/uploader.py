@@ -39,10 +39,16 @@ from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from datetime import datetime, timezone
 
-from .errors import ConfigError, CorruptSample, PreconditionFailed, SpoolError, StorageError
-from .spool import META_NAME, Spool, SpoolEntry
-from .storage import Storage, join
-from .supervision import FailureLog, backoff_delay, supervise
+from robo_lifelong.errors import (
+    ConfigError,
+    CorruptSample,
+    PreconditionFailed,
+    SpoolError,
+    StorageError,
+)
+from robo_lifelong.supervision import FailureLog, backoff_delay, supervise
+from robo_lifelong.transfer.spool import META_NAME, Spool, SpoolEntry
+from robo_lifelong.transfer.storage import Storage, join
 
 log = logging.getLogger(__name__)
 

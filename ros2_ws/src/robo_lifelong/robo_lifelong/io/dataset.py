@@ -26,8 +26,8 @@ from typing import TypeVar
 import cv2
 import numpy as np
 
-from .errors import DatasetError
-from .labels import CLASSES, IGNORE_ID
+from robo_lifelong.errors import DatasetError
+from robo_lifelong.labels import CLASSES, IGNORE_ID
 
 INDEX = 'data.txt'
 TASKS_SIDECAR = 'tasks.json'

@@ -16,8 +16,8 @@ import numpy as np
 from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
-from .errors import BagError, ImageConversionError
-from .image_conversion import pixel_format
+from robo_lifelong.errors import BagError, ImageConversionError
+from robo_lifelong.io.image_conversion import pixel_format
 
 TYPESTORE = get_typestore(Stores.ROS2_HUMBLE)
 STORAGE: dict[str, StoragePlugin] = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': StoragePlugin.MCAP}
