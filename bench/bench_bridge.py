@@ -36,7 +36,7 @@ import psutil
 
 from robo_lifelong.sim.world import CampusWorld
 from robo_lifelong.transfer.spool import Spool, make_sample_id
-from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.storage import S3Config, join, open_storage
 from robo_lifelong.transfer.uploader import (
     UNLABELED_INDEX,
     UPLOAD_S3_ATTEMPTS,
@@ -81,7 +81,7 @@ def _drain(
     count, size = spool.stat().count, spool.stat().bytes
     env = dict(server.env, S3_ENDPOINT_URL=endpoint_url or server.endpoint_url)
     # opened as the bridge opens its store
-    store = open_storage(url, environ=env, attempts=UPLOAD_S3_ATTEMPTS)
+    store = open_storage(url, S3Config.from_environ(env), attempts=UPLOAD_S3_ATTEMPTS)
     uploader = Uploader(spool, store, UploadConfig('bench', parallel=parallel))
     started = time.perf_counter()
     uploaded = uploader.drain()
@@ -97,7 +97,8 @@ def _drain(
 
 
 def _index_duplicates(server: SeaweedS3, url: str) -> tuple[int, int]:
-    data, _ = open_storage(url, environ=server.env).read_with_etag(UNLABELED_INDEX)
+    store = open_storage(url, S3Config.from_environ(server.env))
+    data, _ = store.read_with_etag(UNLABELED_INDEX)
     ids = [line.split()[0] for line in (data or b'').decode().splitlines() if line.strip()]
     return len(ids), sum(n - 1 for n in Counter(ids).values())
 

@@ -14,7 +14,8 @@ import numpy as np
 from rclpy.serialization import serialize_message
 from sensor_msgs.msg import Image
 
-from robo_lifelong.io.image_conversion import image_to_numpy, numpy_to_image
+from robo_lifelong.io.image_conversion import image_to_numpy
+from robo_lifelong.nodes.images import numpy_to_image
 
 SIZES = ((480, 640), (720, 1280))
 TARGET_BUILD_MS_720x1280 = 5.0  # fast path, well under a 30 Hz frame period

@@ -14,9 +14,10 @@ CPU without making a small model faster.
 Transport: 240x424 runs on Fast DDS defaults; 480x640 with the package's SHM profile on every
 process (ARCHITECTURE.md "Large images and DDS transport").
 
-Hot swap: one more 240x424 run in which the driver announces the same model re-sealed as version 2
-on ``model/update`` halfway through; reported are the longest gap between labels arrivals in the
-window and around the swap (announcement to the new version's first labels). The tests check that
+Hot swap: one more 240x424 run in which the driver installs the same model re-sealed as version 2
+into the node's ``model_watch_dir`` halfway through, as the bridge does (``ModelSync``); reported
+are the longest gap between labels arrivals in the window and around the swap (installation to
+the new version's first labels). The tests check that
 frames are labelled while a model loads (tests/ros/test_perception_node.py holds the load at a
 gate); how long a pause the swap costs is this number.
 
@@ -41,17 +42,18 @@ from pathlib import Path
 import numpy as np
 import psutil
 
+from robo_lifelong.io.bags import header, image
 from robo_lifelong.io.dds import PROFILES_ENV, default_profile_path
 from robo_lifelong.labels import KNOWN_CLASS_IDS
 from robo_lifelong.models import package as mp
 from robo_lifelong.models.runtime import preprocess
-from robo_lifelong.models.unseen import fit_calibration
 from robo_lifelong.models.watch import ModelSlot, load_model
 from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel
 from robo_lifelong.perception.pipeline import Pipeline, PipelineConfig
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.route import Route, parse_schedule
 from robo_lifelong.sim.world import CampusWorld
+from robo_lifelong_cloud.calibration import fit_calibration
 from tests.ros.model_fixture import with_version
 
 REPO = Path(__file__).resolve().parents[1]
@@ -116,20 +118,18 @@ def max_gap_s(arrivals_ns: list[int]) -> float:
     return max((b - a for a, b in zip(ordered[:-1], ordered[1:], strict=True)), default=0) * 1e-9
 
 
-def drive(height: int, width: int, seconds: float, warmup: float, swap: str = '') -> dict:
+def drive(
+    height: int, width: int, seconds: float, warmup: float, swap: str = '', models_dir: str = ''
+) -> dict:
     import rclpy
     from diagnostic_msgs.msg import DiagnosticArray
     from sensor_msgs.msg import Image
     from std_msgs.msg import Header, String
 
-    from robo_lifelong.io.image_conversion import numpy_to_image
-    from robo_lifelong.nodes.perception_node import (
-        COLOR_TOPIC,
-        DEPTH_TOPIC,
-        NODE_STATUS_NAME,
-        RELIABLE_QOS,
-    )
+    from robo_lifelong.nodes.images import numpy_to_image
+    from robo_lifelong.nodes.perception_node import COLOR_TOPIC, DEPTH_TOPIC, NODE_STATUS_NAME
     from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
+    from robo_lifelong.transfer.model_sync import ModelSync
 
     world = CampusWorld(seed=3, camera=CameraModel(width, height))
     frames = [world.random_frame(('sunny', 'overcast')[i % 2], i) for i in range(12)]
@@ -156,7 +156,6 @@ def drive(height: int, width: int, seconds: float, warmup: float, swap: str = ''
     node.create_subscription(
         String, 'model/version', lambda m: versions.append((m.data, time.time_ns())), LATCHED_QOS
     )
-    update_pub = node.create_publisher(String, 'model/update', RELIABLE_QOS)
     stop = threading.Event()
     measuring = threading.Event()
 
@@ -191,7 +190,7 @@ def drive(height: int, width: int, seconds: float, warmup: float, swap: str = ''
     while time.monotonic() < end:
         rclpy.spin_once(node, timeout_sec=0.01)
         if swap_at is not None and time.monotonic() >= swap_at and swap_sent_ns is None:
-            update_pub.publish(String(data=swap))
+            ModelSync(swap, models_dir).poll()
             swap_sent_ns = time.time_ns()
     measuring.clear()
     settle = time.monotonic() + 0.5
@@ -247,7 +246,8 @@ def _node_run(
                 sys.executable, '-m', 'robo_lifelong.nodes.perception_node', '--ros-args',
                 '-p', f'model_path:={package.path}', '-p', f'spool_dir:={tmp}/spool',
                 '-p', f'publish_overlay:={str(overlay).lower()}', '-p', 'collect:=false',
-                '-p', f'threads:={threads}',
+                '-p', f'threads:={threads}', '-p', f'model_watch_dir:={tmp}/models',
+                '-p', 'model_poll_s:=0.2',
             ],
             env=env, cwd=REPO, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -255,7 +255,7 @@ def _node_run(
             [
                 sys.executable, '-m', 'bench.bench_perception', 'drive',
                 '--height', str(height), '--width', str(width), '--seconds', str(seconds),
-                *(['--swap', str(swap.path)] if swap is not None else []),
+                *(['--swap', str(swap.path), '--models-dir', f'{tmp}/models'] if swap else []),
             ],
             env=env, cwd=REPO, stdout=subprocess.PIPE, text=True,
         )  # fmt: skip
@@ -356,7 +356,9 @@ def recognition_benchmark(quick: bool, workdir: Path) -> dict:
     for i in range(int(total * rate)):
         t = i / rate
         frame = route.frame_at(t)
-        r = pipe.process(frame.rgb, frame.depth_mm, stamp=1.8e9 + t, t=t)
+        head = header(round((1.8e9 + t) * 1e9))
+        color, depth = image(frame.rgb, 'rgb8', head), image(frame.depth_mm, '16UC1', head)
+        r = pipe.process(color, depth, stamp=1.8e9 + t, t=t).result
         rows.append((t, frame.task, r.alarm.level))
     known_frames = warned = 0
     last_unseen_t = -1e9
@@ -430,10 +432,11 @@ def main() -> int:
     parser.add_argument('--width', type=int, default=424)
     parser.add_argument('--seconds', type=float, default=10.0)
     parser.add_argument('--quick', action='store_true')
-    parser.add_argument('--swap', default='', help='drive: model/update this package halfway')
+    parser.add_argument('--swap', default='', help='drive: install this package halfway')
+    parser.add_argument('--models-dir', default='', help="drive: the node's model_watch_dir")
     args = parser.parse_args()
     if args.role == 'drive':
-        result = drive(args.height, args.width, args.seconds, warmup=4.0, swap=args.swap)
+        result = drive(args.height, args.width, args.seconds, 4.0, args.swap, args.models_dir)
         print(json.dumps(result), flush=True)
     else:
         print(json.dumps(run(args.quick), indent=1))

@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from robo_lifelong.transfer.storage import Storage, open_storage
+from robo_lifelong.transfer.storage import S3Config, Storage, open_storage
 from tests.fakes.seaweedfs import SeaweedS3
 
 HEIGHT, WIDTH = 240, 424
@@ -38,7 +38,8 @@ def _upload(store: Storage, index: int, sample: tuple[bytes, bytes]) -> float:
 
 
 def _measure(server: SeaweedS3, bucket: str, parallel: int, samples: list) -> dict:
-    stores = [open_storage(f'{bucket}/p{parallel}', environ=server.env) for _ in range(parallel)]
+    s3 = S3Config.from_environ(server.env)
+    stores = [open_storage(f'{bucket}/p{parallel}', s3) for _ in range(parallel)]
     started = time.perf_counter()
     with ThreadPoolExecutor(parallel) as pool:
         latencies = list(

@@ -29,18 +29,19 @@ from functools import partial
 import numpy as np
 
 from robo_lifelong.labels import IGNORE_ID, KNOWN_CLASS_IDS, NUM_CLASSES
-from robo_lifelong.models.unseen import (
-    UnseenResult,
-    fit_calibration,
-    score_frame,
-    score_frame_baseline,
-)
+from robo_lifelong.models.unseen import UnseenResult, score_frame
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.tasks import KNOWN_TASKS, UNSEEN_TASKS
 from robo_lifelong.sim.world import CampusWorld, Frame
+from robo_lifelong_cloud.calibration import fit_calibration
 from robo_lifelong_cloud.metrics import auroc, average_precision, fpr_at_tpr
 from robo_lifelong_cloud.model import SegNetConfig, build_model
-from robo_lifelong_cloud.sedna_baseline import fit_baseline, resize_mask, synthetic_ood
+from robo_lifelong_cloud.sedna_baseline import (
+    fit_baseline,
+    resize_mask,
+    score_frame_baseline,
+    synthetic_ood,
+)
 from robo_lifelong_cloud.train_loop import TrainConfig, embed_and_logits, train
 from robo_lifelong_cloud.train_loop import evaluate as evaluate_segmentation
 

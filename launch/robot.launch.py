@@ -78,7 +78,8 @@ def generate_launch_description() -> LaunchDescription:
         ),
     ]
     arg = {a.name: LaunchConfiguration(a.name) for a in declared}
-    # Both nodes share the spool; the bridge installs models where perception watches.
+    # Both nodes share the spool; the bridge installs models in models_dir and names the current
+    # one in its current.json, which perception follows (model_path only until there is one).
     common = {
         'robot_id': arg['robot_id'],
         'use_sim_time': ParameterValue(arg['use_sim_time'], value_type=bool),

@@ -9,8 +9,7 @@ from __future__ import annotations
 
 import logging
 import os
-import posixpath
-from collections.abc import Mapping, Sequence
+from collections.abc import Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -25,7 +24,7 @@ from robo_lifelong.errors import DatasetError, ObjectMissing, StorageError
 from robo_lifelong.io.dataset import TASKS_SIDECAR, Sample, load_sample, read_index
 from robo_lifelong.labels import IGNORE_ID
 from robo_lifelong.models.runtime import preprocess
-from robo_lifelong.transfer.storage import open_storage
+from robo_lifelong.transfer.storage import S3Config, open_storage, parent_of, split_url
 
 log = logging.getLogger(__name__)
 
@@ -57,18 +56,11 @@ def input_spec(height: int, width: int, channels: int) -> dict:
     }
 
 
-def _split_url(url: str) -> tuple[str, str]:
-    if url.startswith('s3://'):
-        bucket_path = url[len('s3://') :]
-        return 's3://' + posixpath.dirname(bucket_path), posixpath.basename(bucket_path)
-    return os.path.dirname(url) or '.', os.path.basename(url)
-
-
 def resolve_dataset(
     index_url: str,
     original_url: str,
     workdir: str | os.PathLike,
-    environ: Mapping[str, str] | None = None,
+    s3: S3Config | None = None,
     what: str = 'TRAIN_DATASET_URL',
     fetch: bool = True,
 ) -> tuple[Path, list[Sample]]:
@@ -77,12 +69,12 @@ def resolve_dataset(
     files and (with ``fetch``, else see ``fetch_samples``) sample trees are downloaded under
     ``workdir``. Errors name the URL and variable."""
     workdir = Path(workdir)
-    index_parent, index_name = _split_url(index_url)
-    root_url, _ = _split_url(original_url)
     try:
+        index_parent, index_name = split_url(index_url)
+        root_url = parent_of(original_url)
         if index_url.startswith('s3://'):
             local_index = workdir / 'index' / index_name
-            open_storage(index_parent, environ).download_file(index_name, local_index)
+            open_storage(index_parent, s3).download_file(index_name, local_index)
         else:
             local_index = Path(index_url)
             if not local_index.is_file():
@@ -90,7 +82,7 @@ def resolve_dataset(
         root = Path(root_url)
         if root_url.startswith('s3://'):
             root = workdir / 'samples'
-            remote = open_storage(root_url, environ)
+            remote = open_storage(root_url, s3)
             if remote.exists(TASKS_SIDECAR):
                 remote.download_file(TASKS_SIDECAR, root / TASKS_SIDECAR)
         samples = read_index(local_index, root)
@@ -101,7 +93,7 @@ def resolve_dataset(
     if not samples:
         raise DatasetError(f'{what}={index_url}: the dataset list has no samples')
     if fetch:
-        fetch_samples(original_url, root, samples, environ, f'{what}={index_url}')
+        fetch_samples(original_url, root, samples, s3, f'{what}={index_url}')
     return root, samples
 
 
@@ -109,15 +101,14 @@ def fetch_samples(
     original_url: str,
     root: Path,
     samples: Sequence[Sample],
-    environ: Mapping[str, str] | None = None,
+    s3: S3Config | None = None,
     what: str = 'ORIGINAL_DATASET_URL',
 ) -> None:
     """Download the files of ``samples`` from an ``s3://`` dataset into ``root`` (those not there
     yet); nothing to do for a local dataset."""
-    root_url, _ = _split_url(original_url)
-    if not root_url.startswith('s3://'):
+    if not original_url.startswith('s3://'):
         return
-    remote = open_storage(root_url, environ)
+    remote = open_storage(parent_of(original_url), s3)
     files = sorted({rel for s in samples for rel in (s.rgb, s.depth, s.label) if rel})
     missing = [rel for rel in files if not (root / rel).exists()]
     try:

@@ -33,7 +33,6 @@ from __future__ import annotations
 import json
 import logging
 import math
-import posixpath
 import tempfile
 from dataclasses import dataclass
 from datetime import datetime, timezone
@@ -48,7 +47,7 @@ from robo_lifelong.labels import NUM_CLASSES
 from robo_lifelong.models import package as mp
 from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong.transfer import model_store
-from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.storage import join, open_storage, parent_of
 from robo_lifelong_cloud import plots
 from robo_lifelong_cloud.data import resolve_dataset
 from robo_lifelong_cloud.deploy_rule import Decision, decide
@@ -93,7 +92,7 @@ def evaluate_package(package: mp.ModelPackage, root: Path, samples: list) -> dic
 
 
 def run_eval(env: SednaEnv) -> EvalOutput:
-    environ = env.s3_environ()
+    s3 = env.s3
 
     def host(url: str) -> str:  # as the LC and the user see it: without the pod's mount prefix
         return model_store.strip_data_prefix(url, env.data_path_prefix)
@@ -104,17 +103,13 @@ def run_eval(env: SednaEnv) -> EvalOutput:
     with tempfile.TemporaryDirectory(prefix='robo-eval-') as tmp:
         workdir = Path(tmp)
         root, samples = resolve_dataset(
-            env.test_dataset_url, env.original_dataset_url, workdir, environ, 'TEST_DATASET_URL'
+            env.test_dataset_url, env.original_dataset_url, workdir, s3, 'TEST_DATASET_URL'
         )
-        package_url, pointer = model_store.locate_package(
-            candidate_url, environ, env.data_path_prefix
-        )
-        candidate = model_store.open_model(
-            candidate_url, workdir / 'cache', environ, env.data_path_prefix
-        )
+        package_url, pointer = model_store.locate_package(candidate_url, s3, env.data_path_prefix)
+        candidate = model_store.open_located(package_url, pointer, workdir / 'cache', s3)
         if pointer is None:
             pointer = mp.DeployPointer.for_package(candidate, host(package_url))
-        reference, refused = open_reference(candidate, package_url, workdir / 'ref', environ)
+        reference, refused = open_reference(candidate, package_url, workdir / 'ref', s3)
         if refused:
             log.error('not judging candidate v%d: %s', candidate.version, refused)
         cand_report = evaluate_package(candidate, root, samples)
@@ -131,7 +126,7 @@ def run_eval(env: SednaEnv) -> EvalOutput:
             refused=refused,
         )
         log.info('deploy=%s: %s', decision.deploy, '; '.join(decision.reasons))
-        out = open_storage(env.output_url, environ)
+        out = open_storage(env.output_url, s3)
         chart = plots.metrics_chart(cand_report, workdir / 'metrics.png', deployed=ref_report)
         out.upload_file(chart, 'plots/metrics.png')
         record = {
@@ -153,15 +148,15 @@ def run_eval(env: SednaEnv) -> EvalOutput:
     pointer_url = None
     if chosen is not None:
         pointer_url = join(env.output_url, 'index.json')
-        model_store.write_pointer(pointer_url, chosen, environ)
+        model_store.write_pointer(pointer_url, chosen, s3)
     record_url = join(env.output_url, 'decision.json')
     verdict_url = write_verdict(
-        posixpath.dirname(package_url.rstrip('/')),
+        parent_of(package_url),
         candidate,
         chosen,
         host(record_url),
         record['created'],
-        environ,
+        s3,
     )
     log.info('verdict on candidate v%d at %s', candidate.version, verdict_url)
     return EvalOutput(decision, pointer_url, metrics, record_url, refused)

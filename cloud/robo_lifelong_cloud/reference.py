@@ -38,7 +38,6 @@ from __future__ import annotations
 
 import json
 import logging
-import posixpath
 from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
@@ -47,7 +46,7 @@ from typing import Any
 from robo_lifelong.errors import ModelPackageError, StorageError
 from robo_lifelong.models import package as mp
 from robo_lifelong.transfer import model_store
-from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.storage import S3Config, join, open_storage, parent_of
 
 log = logging.getLogger(__name__)
 
@@ -110,14 +109,8 @@ def parse_record(manifest: Mapping[str, Any], where: str) -> ReferenceRecord | N
         raise ModelPackageError(f'{where}: field training/reference malformed ({e})') from e
 
 
-def _dirname(url: str) -> str:
-    return posixpath.dirname(url.rstrip('/'))
-
-
-def _fetch(
-    url: str, expected: str, cache: Path, environ: Mapping[str, str] | None
-) -> mp.ModelPackage:
-    package = model_store.fetch_package(url, cache, environ)
+def _fetch(url: str, expected: str, cache: Path, s3: S3Config | None) -> mp.ModelPackage:
+    package = model_store.fetch_package(url, cache, s3)
     if package.content_hash != expected:
         raise ModelPackageError(
             f'{url} holds v{package.version} with content_hash {package.content_hash}, '
@@ -136,7 +129,7 @@ def write_verdict(
     reported: mp.DeployPointer | None,
     decision_url: str,
     created: str,
-    environ: Mapping[str, str] | None = None,
+    s3: S3Config | None = None,
 ) -> str:
     """Record next to the candidate which model the eval worker reported for deployment
     (None: nothing). Returns the verdict's URL."""
@@ -156,18 +149,18 @@ def write_verdict(
         'decision': decision_url,
     }
     data = json.dumps(body, indent=1, sort_keys=True, allow_nan=False).encode() + b'\n'
-    open_storage(candidate_dir, environ).write_bytes(VERDICT_FILE, data)
+    open_storage(candidate_dir, s3).write_bytes(VERDICT_FILE, data)
     return join(candidate_dir, VERDICT_FILE)
 
 
 def read_verdict(
-    candidate_dir: str, candidate: mp.ModelPackage, environ: Mapping[str, str] | None = None
+    candidate_dir: str, candidate: mp.ModelPackage, s3: S3Config | None = None
 ) -> dict[str, Any] | None:
     """The verdict on ``candidate`` in ``candidate_dir``, or None if it was never judged (a
     verdict about another package there is ignored, with a warning)."""
     where = join(candidate_dir, VERDICT_FILE)
     try:
-        store = open_storage(candidate_dir, environ)
+        store = open_storage(candidate_dir, s3)
         if not store.exists(VERDICT_FILE):
             return None
         body = json.loads(store.read_bytes(VERDICT_FILE))
@@ -197,7 +190,7 @@ def choose_reference(
     parent_url: str,
     parent: mp.ModelPackage,
     cache: Path,
-    environ: Mapping[str, str] | None = None,
+    s3: S3Config | None = None,
     data_path_prefix: str = '',
 ) -> Reference | None:
     """The model deployed while the candidate trained from ``parent`` is judged (module doc).
@@ -205,9 +198,9 @@ def choose_reference(
     ``parent_url``: ``CLOUD_KB_INDEX`` (a pointer or a package URL). Reads only the parent's
     train output (pointer, package, ``verdict.json``) and the reference it names.
     """
-    package_url, _ = model_store.locate_package(parent_url, environ, data_path_prefix)
-    parent_dir = _dirname(package_url)
-    verdict = read_verdict(parent_dir, parent, environ)
+    package_url, _ = model_store.locate_package(parent_url, s3, data_path_prefix)
+    parent_dir = parent_of(package_url)
+    verdict = read_verdict(parent_dir, parent, s3)
     reported = None if verdict is None else verdict['reported']
     record = parse_record(parent.manifest, str(parent.path / mp.MANIFEST_FILE))
     published = model_store.strip_data_prefix(package_url, data_path_prefix)
@@ -254,7 +247,7 @@ def choose_reference(
     errors = []
     for url in (original, copy):
         try:
-            return Reference(_fetch(url, record.content_hash, cache, environ), record, url)
+            return Reference(_fetch(url, record.content_hash, cache, s3), record, url)
         except ModelPackageError as e:
             errors.append(str(e))
     raise ModelPackageError(
@@ -277,12 +270,12 @@ def publish_reference(
     reference: Reference,
     output_url: str,
     cache: Path,
-    environ: Mapping[str, str] | None = None,
+    s3: S3Config | None = None,
 ) -> str:
     """Copy the reference package to ``OUTPUT_URL/reference`` and verify the copy."""
     url = join(output_url, reference.record.copy)
-    model_store.publish_package(reference.package, url, environ)
-    _fetch(url, reference.record.content_hash, cache / 'verify', environ)
+    model_store.publish_package(reference.package, url, s3)
+    _fetch(url, reference.record.content_hash, cache / 'verify', s3)
     log.info('reference v%d copied to %s', reference.package.version, url)
     return url
 
@@ -295,7 +288,7 @@ def open_reference(
     candidate: mp.ModelPackage,
     candidate_package_url: str,
     cache: Path,
-    environ: Mapping[str, str] | None = None,
+    s3: S3Config | None = None,
 ) -> tuple[Reference | None, str | None]:
     """``(reference, None)``, ``(None, None)`` when there is nothing to protect, or
     ``(None, why)`` when the candidate must not be judged: it has a parent but no usable copy of
@@ -316,9 +309,9 @@ def open_reference(
     if record is None:
         return None, None
     assert isinstance(record, ReferenceRecord)
-    url = join(_dirname(candidate_package_url), record.copy)
+    url = join(parent_of(candidate_package_url), record.copy)
     try:
-        package = _fetch(url, record.content_hash, cache, environ)
+        package = _fetch(url, record.content_hash, cache, s3)
     except ModelPackageError as e:
         return None, (
             f'the copy of reference v{record.version} ({record.content_hash[:12]}) next to '

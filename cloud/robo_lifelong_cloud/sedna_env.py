@@ -2,8 +2,9 @@
 
 ``SednaEnv.from_environ()`` parses every variable GM sets plus the job template's own env
 (``UserEnv``: ``train_ratio``, ``epochs`` ...) into frozen dataclasses, so the rest of the worker
-never touches ``os.environ``. ``require('train' | 'eval')`` checks what that worker needs and
-names every missing variable at once. Credentials are kept out of ``repr``.
+never touches ``os.environ``; the S3 variables become one ``S3Config`` (kept out of ``repr``)
+that every storage call of the worker is given. ``require('train' | 'eval')`` checks what that
+worker needs and names every missing variable at once.
 """
 
 from __future__ import annotations
@@ -16,6 +17,7 @@ from typing import TypeVar
 
 from robo_lifelong.errors import ConfigError
 from robo_lifelong.labels import NUM_CLASSES
+from robo_lifelong.transfer.storage import S3Config
 
 # Sedna's python defaults when the variable is unset (lib/sedna/common/config.py)
 DEFAULT_LC_SERVER = 'http://127.0.0.1:9100'
@@ -160,9 +162,7 @@ class SednaEnv:
     original_dataset_url: str = ''
     model_urls: tuple[str, ...] = ()
     data_path_prefix: str = DEFAULT_DATA_PATH_PREFIX
-    s3_endpoint_url: str = ''
-    access_key_id: str = field(default='', repr=False)
-    secret_access_key: str = field(default='', repr=False)
+    s3: S3Config = field(default_factory=S3Config)  # S3_ENDPOINT_URL, ACCESS_KEY_ID, ...
     params: UserEnv = field(default_factory=UserEnv)
 
     @classmethod
@@ -190,9 +190,7 @@ class SednaEnv:
             original_dataset_url=text('ORIGINAL_DATASET_URL'),
             model_urls=tuple(url for url in model_urls if url),
             data_path_prefix=text('DATA_PATH_PREFIX', DEFAULT_DATA_PATH_PREFIX),
-            s3_endpoint_url=text('S3_ENDPOINT_URL'),
-            access_key_id=text('ACCESS_KEY_ID'),
-            secret_access_key=text('SECRET_ACCESS_KEY'),
+            s3=S3Config.from_environ(env),
             params=UserEnv.from_environ(env),
         )
 
@@ -207,12 +205,3 @@ class SednaEnv:
                 + ', '.join(missing)
             )
         return self
-
-    def s3_environ(self) -> dict[str, str]:
-        """The S3 variables as open_storage(url, environ=...) reads them (unset ones left out)."""
-        values = {
-            'S3_ENDPOINT_URL': self.s3_endpoint_url,
-            'ACCESS_KEY_ID': self.access_key_id,
-            'SECRET_ACCESS_KEY': self.secret_access_key,
-        }
-        return {name: value for name, value in values.items() if value}

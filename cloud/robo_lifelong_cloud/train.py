@@ -30,7 +30,6 @@ and the reference by version and content hash), ``plots/`` and last the pointer
 from __future__ import annotations
 
 import logging
-import posixpath
 import tempfile
 from collections import Counter
 from dataclasses import dataclass
@@ -41,10 +40,10 @@ from robo_lifelong.errors import ConfigError, DatasetError
 from robo_lifelong.io.dataset import Sample
 from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
 from robo_lifelong.models import package as mp
-from robo_lifelong.models.unseen import fit_calibration
 from robo_lifelong.transfer import model_store
-from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.storage import join, open_storage, split_url
 from robo_lifelong_cloud import plots
+from robo_lifelong_cloud.calibration import fit_calibration
 from robo_lifelong_cloud.data import (
     Frame,
     fetch_samples,
@@ -118,12 +117,12 @@ def _rehearsal_candidates(
     files are not fetched here. Sedna's indirect S3 download (ORIGINAL_DATASET_URL names a
     ``dataIndex.txt``) gives only this round's files: nothing to rehearse then."""
     index = env.original_dataset_url
-    if posixpath.basename(index) == 'dataIndex.txt':
+    if split_url(index)[1] == 'dataIndex.txt':
         log.warning('ORIGINAL_DATASET_URL is an indirect download: update without rehearsal')
         return workdir, []
     try:
         root, samples = resolve_dataset(
-            index, index, workdir, env.s3_environ(), 'ORIGINAL_DATASET_URL', fetch=False
+            index, index, workdir, env.s3, 'ORIGINAL_DATASET_URL', fetch=False
         )
     except DatasetError as e:
         log.warning('incremental update without rehearsal: %s', e)
@@ -169,9 +168,7 @@ def _load_parent(env: SednaEnv, cache: Path) -> mp.ModelPackage | None:
     if not env.cloud_kb_index:
         log.warning('HAS_COMPLETED_INITIAL_TRAINING=true, CLOUD_KB_INDEX empty: training anew')
         return None
-    return model_store.open_model(
-        env.cloud_kb_index, cache, env.s3_environ(), env.data_path_prefix
-    )
+    return model_store.open_model(env.cloud_kb_index, cache, env.s3, env.data_path_prefix)
 
 
 def _parent_model(package: mp.ModelPackage) -> SegNet:
@@ -192,14 +189,13 @@ def _publish(
     history: list[dict],
     workdir: Path,
 ) -> TrainOutput:
-    environ = env.s3_environ()
     package_url = join(env.output_url, 'package')
     if env.output_url.startswith('s3://'):
         package = mp.write_package(workdir / 'package', onnx_bytes, manifest, weights)
-        model_store.publish_package(package, package_url, environ)
+        model_store.publish_package(package, package_url, env.s3)
     else:
         package = mp.write_package(package_url, onnx_bytes, manifest, weights)
-    out = open_storage(env.output_url, environ)
+    out = open_storage(env.output_url, env.s3)
     plot_dir = workdir / 'plots'
     out.upload_file(
         plots.training_curve(history, plot_dir / 'curve.png'), 'plots/training_curve.png'
@@ -211,7 +207,7 @@ def _publish(
         package, model_store.strip_data_prefix(package_url, env.data_path_prefix)
     )
     pointer_url = join(env.output_url, 'index.json')
-    model_store.write_pointer(pointer_url, pointer, environ)
+    model_store.write_pointer(pointer_url, pointer, env.s3)
     return TrainOutput(pointer_url, package)
 
 
@@ -227,11 +223,11 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
                 env.cloud_kb_index,
                 parent,
                 workdir / 'cache',
-                env.s3_environ(),
+                env.s3,
                 env.data_path_prefix,
             )
         root, samples = resolve_dataset(
-            env.train_dataset_url, env.original_dataset_url, workdir, env.s3_environ()
+            env.train_dataset_url, env.original_dataset_url, workdir, env.s3
         )
         if parent is None:
             height, width = params.image_height, params.image_width
@@ -243,7 +239,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             exclude = {s.rgb for s in samples}
             old_root, old = _rehearsal_candidates(env, parent, exclude, workdir / 'original')
             rehearsed = mix_rehearsal(samples, old, REHEARSAL_RATIO)[len(samples) :]
-            fetch_samples(env.original_dataset_url, old_root, rehearsed, env.s3_environ())
+            fetch_samples(env.original_dataset_url, old_root, rehearsed, env.s3)
             frames += load_frames(old_root, rehearsed, height, width)
         k = _num_classes(frames, params.num_class, parent_model)
         if parent_model is None:
@@ -303,7 +299,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             weights={'architecture': architecture},
         )
         if reference is not None:  # before the package: eval finds it whenever it finds that
-            publish_reference(reference, env.output_url, workdir, env.s3_environ())
+            publish_reference(reference, env.output_url, workdir, env.s3)
         output = _publish(env, onnx_bytes, manifest, weights, result.history, workdir)
     log.info('model package v%d at %s', output.package.version, output.pointer_url)
     return output

@@ -42,7 +42,7 @@ def _check_output(env: SednaEnv) -> None:
     """Fail before the (long) work if OUTPUT_URL cannot be reached; create a local one."""
     try:
         if env.output_url.startswith('s3://'):
-            open_storage(env.output_url, env.s3_environ()).exists('index.json')
+            open_storage(env.output_url, env.s3).exists('index.json')
         else:
             Path(env.output_url).mkdir(parents=True, exist_ok=True)
     except (StorageError, OSError) as e:

@@ -17,13 +17,13 @@ import yaml
 
 from robo_lifelong.labels import NUM_CLASSES
 from robo_lifelong_cloud.controller.manifests import load_manifests, schema_for
-from robo_lifelong_cloud.render_manifests import (
+from robo_lifelong_cloud.manifests.objects import (
     DATASET_FILE,
     EDGE_LAUNCH_ARGS,
     JOB_FILE,
     SECRET_FILE,
-    main,
 )
+from robo_lifelong_cloud.render_manifests import main
 from robo_lifelong_cloud.sedna_env import UserEnv
 from tests.test_docker import DOCKERFILES, parse_dockerfile, words
 
@@ -130,7 +130,7 @@ def test_local_controller_loads_the_rendered_directory(tmp_path: Path, rendered:
     assert loaded.job_name == 'robo-demo'
     secret = loaded.secret(loaded.job['spec']['credentialName'])
     assert secret is not None
-    assert secret.s3_environ() == {
+    assert secret.s3_config().to_environ() == {
         'S3_ENDPOINT_URL': 'http://minio.example:9000',
         'ACCESS_KEY_ID': ACCESS_KEY,
         'SECRET_ACCESS_KEY': SECRET_KEY,

@@ -1,4 +1,5 @@
-"""Fitting of Sedna's baseline identifier on synthetic logits."""
+"""Sedna's baseline identifier: its features and score by their definition, its calibration
+format, and its fitting on synthetic logits."""
 
 from __future__ import annotations
 
@@ -8,8 +9,15 @@ import numpy as np
 import pytest
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.models.unseen import SednaBaselineCalibration, score_frame_baseline
-from robo_lifelong_cloud.sedna_baseline import fit_baseline, resize_mask, synthetic_ood
+from robo_lifelong_cloud.sedna_baseline import (
+    BASELINE_METHOD,
+    SednaBaselineCalibration,
+    baseline_features,
+    fit_baseline,
+    resize_mask,
+    score_frame_baseline,
+    synthetic_ood,
+)
 
 C, H, W = 5, 16, 20
 
@@ -20,6 +28,37 @@ def confident_logits(rng: np.random.Generator, flat: np.ndarray | None = None) -
     if flat is not None:
         lg[:, flat] = rng.normal(0, 0.3, (C, int(flat.sum())))  # low, tied logits
     return lg.astype(np.float32)
+
+
+def test_baseline_features_match_the_definition():
+    # two pixels, three classes
+    logits = np.array([[[2.0, 0.0]], [[1.0, 0.0]], [[0.0, 3.0]]], np.float32)  # (3, 1, 2)
+    f = baseline_features(logits)
+    assert f.shape == (1, 2, 2)
+    # max logits 2 and 3, min-max normalised over the image -> 0 and 1
+    np.testing.assert_allclose(f[0, :, 0], [0.0, 1.0])
+    e = np.exp([2.0, 1.0, 0.0])
+    p = np.exp([0.0, 0.0, 3.0])
+    np.testing.assert_allclose(
+        f[0, :, 1], [(e[0] - e[1]) / e.sum(), (p[2] - p[0]) / p.sum()], rtol=1e-5
+    )
+    flat = baseline_features(np.ones((3, 2, 2), np.float32))
+    np.testing.assert_array_equal(flat, 0.0)
+
+
+def test_baseline_score_is_fraction_of_ood_pixels():
+    # p_ood = sigmoid(-10 * f1 + 5): pixels whose normalised max logit is < 0.5 are OOD
+    cal = SednaBaselineCalibration(BASELINE_METHOD, 0.05, 0.2, (-10.0, 0.0), 5.0, 'test')
+    logits = np.zeros((2, 1, 4), np.float32)
+    logits[0, 0] = [0.0, 0.1, 1.0, 0.9]  # f1 = 0, 0.1, 1, 0.9 -> two OOD pixels of four
+    r = score_frame_baseline(cal, logits)
+    assert r.score == pytest.approx(0.5) and r.is_unseen
+    assert r.anomaly_map.shape == (1, 4) and r.anomaly_map[0, 0] > 0.5 > r.anomaly_map[0, 2]
+    d = json.loads(json.dumps(cal.to_json(), allow_nan=False))
+    assert SednaBaselineCalibration.from_json(d).to_json() == cal.to_json()
+    d['coef'] = [1.0]
+    with pytest.raises(ConfigError, match="'coef'"):
+        SednaBaselineCalibration.from_json(d)
 
 
 def test_synthetic_ood_changes_only_the_masked_patch():

@@ -8,6 +8,7 @@ import pytest
 
 from robo_lifelong.errors import ConfigError
 from robo_lifelong.labels import NUM_CLASSES
+from robo_lifelong.transfer.storage import S3Config
 from robo_lifelong_cloud.sedna_env import SednaEnv, UserEnv
 
 # The S3 train example of PROTOCOL.md §3.5, as GM would inject it.
@@ -52,11 +53,7 @@ def test_train_environment_is_parsed_with_types() -> None:
     assert env.has_completed_initial_training is True
     assert env.cloud_kb_index.endswith('/train/1/index.pkl')
     assert env.output_url == 's3://kubeedge/robo/out/job/train/2'
-    assert env.s3_environ() == {
-        'S3_ENDPOINT_URL': 'https://minio.example:9000',
-        'ACCESS_KEY_ID': 'KEYID-42',
-        'SECRET_ACCESS_KEY': 'SECRET-42',
-    }
+    assert env.s3 == S3Config('https://minio.example:9000', '', 'KEYID-42', 'SECRET-42')
     assert env.params == UserEnv(
         train_ratio=0.8, backend_type='PYTORCH', epochs=3, num_class=24
     )  # 'epoches' is Sedna's example spelling
@@ -78,7 +75,7 @@ def test_defaults_follow_sedna() -> None:
     assert env.params == UserEnv()
     assert (env.params.operator, env.params.model_threshold) == ('>', 0.1)
     assert env.params.num_class == NUM_CLASSES
-    assert env.s3_environ() == {}
+    assert env.s3 == S3Config()
 
 
 def test_repr_hides_credentials() -> None:

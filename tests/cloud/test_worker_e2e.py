@@ -477,10 +477,10 @@ def test_empty_dataset_list_fails(tmp_path: Path, datasets, fake_lc) -> None:
 def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_server) -> None:
     """OUTPUT_URL, model URLs and the test set on S3 (SeaweedFS): round 2's reference is copied
     into its S3 train output and judged from there (``O/deploy`` is never read)."""
-    from robo_lifelong.transfer.storage import open_storage
+    from robo_lifelong.transfer.storage import S3Config, open_storage
 
     out = s3_bucket + '/robo/out/job'
-    store = open_storage(s3_bucket + '/robo/test', s3_server.env)
+    store = open_storage(s3_bucket + '/robo/test', S3Config.from_environ(s3_server.env))
     test_root = datasets['test']
     for path in sorted(test_root.rglob('*')):
         if path.is_file():
@@ -506,20 +506,20 @@ def test_round_through_s3(tmp_path: Path, datasets, fake_lc, s3_bucket, s3_serve
             model_threshold='0',
         )
         assert run('eval', {**env, **common}) == 0
-        out_store = open_storage(f'{out}/eval/{round_}', s3_server.env)
+        out_store = open_storage(f'{out}/eval/{round_}', S3Config.from_environ(s3_server.env))
         return json.loads(out_store.read_bytes('decision.json'))
 
     pointer_url = train(1)
     assert pointer_url == out + '/train/1/index.json'
     first = evaluate(1, pointer_url)
     assert first['deployed'] is None and first['decision']['deploy'] is True
-    job = open_storage(out, s3_server.env)
+    job = open_storage(out, S3Config.from_environ(s3_server.env))
     verdict = json.loads(job.read_bytes(f'train/1/{VERDICT_FILE}'))
     assert verdict['reported']['content_hash'] == first['candidate']['content_hash']
 
     child_url = train(2, HAS_COMPLETED_INITIAL_TRAINING='true', CLOUD_KB_INDEX=pointer_url)
     copy = model_store.fetch_package(
-        out + '/train/2/' + REFERENCE_DIR, tmp_path / 'cache', s3_server.env
+        out + '/train/2/' + REFERENCE_DIR, tmp_path / 'cache', S3Config.from_environ(s3_server.env)
     )
     assert copy.content_hash == first['candidate']['content_hash']
     second = evaluate(2, child_url)
@@ -536,13 +536,13 @@ def test_update_rehearses_old_tasks_from_an_s3_dataset(
 ) -> None:
     """ORIGINAL_DATASET_URL on S3 (the local controller's S3 jobs): the update reads the original
     index there and downloads the old-task samples it rehearses."""
-    from robo_lifelong.transfer.storage import open_storage
+    from robo_lifelong.transfer.storage import S3Config, open_storage
 
     root = tmp_path / 'data'
     shutil.copytree(datasets['train'], root)
     before = {s.rgb for s in read_index(root / 'data.txt')}
     write_dataset(root, ['construction'], 6, 3, CAMERA)
-    store = open_storage(s3_bucket + '/robo/data', s3_server.env)
+    store = open_storage(s3_bucket + '/robo/data', S3Config.from_environ(s3_server.env))
     for path in sorted(root.rglob('*')):
         if path.is_file():
             store.upload_file(path, path.relative_to(root).as_posix())

@@ -15,7 +15,7 @@ from robo_lifelong.offline import annotation
 from robo_lifelong.offline.annotation import annotate_pending, ground_truth_source, read_unlabeled
 from robo_lifelong.sim.ground_truth import GroundTruthStore
 from robo_lifelong.transfer.spool import Spool, make_sample_id
-from robo_lifelong.transfer.storage import LocalStorage, join, open_storage
+from robo_lifelong.transfer.storage import LocalStorage, S3Config, join, open_storage
 from robo_lifelong.transfer.uploader import UploadConfig, Uploader
 
 H, W = 12, 16
@@ -147,7 +147,7 @@ def test_unknown_colour_is_rejected():
 
 @pytest.mark.s3
 def test_annotation_on_s3(s3_server, s3_bucket, tmp_path):
-    store = open_storage(join(s3_bucket, 'ds'), environ=s3_server.env)
+    store = open_storage(join(s3_bucket, 'ds'), S3Config.from_environ(s3_server.env))
     ids = uploaded(tmp_path, store, 2)
     report = annotate_pending(store, lambda sample, meta: (labels_of(1), 'night'))
     assert report.annotated == ids

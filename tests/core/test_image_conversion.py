@@ -1,4 +1,5 @@
-"""image_conversion: round trips per encoding, padded rows, big-endian buffers, bad input."""
+"""image_conversion (and nodes/images.py, the way back): round trips per encoding, padded rows,
+big-endian buffers, bad input."""
 
 from __future__ import annotations
 
@@ -14,7 +15,8 @@ from std_msgs.msg import Header
 
 from robo_lifelong.errors import ImageConversionError
 from robo_lifelong.io import image_conversion
-from robo_lifelong.io.image_conversion import ENCODINGS, image_to_numpy, numpy_to_image
+from robo_lifelong.io.image_conversion import ENCODINGS, depth_to_mm, image_to_numpy
+from robo_lifelong.nodes.images import numpy_to_image
 
 
 @dataclass
@@ -188,3 +190,16 @@ def test_broken_cv_bridge_is_refused(monkeypatch: pytest.MonkeyPatch, attrs: dic
     assert image_conversion._cv_bridge() is None
     pixels = _random('rgb8', 2, 3)
     np.testing.assert_array_equal(image_to_numpy(numpy_to_image(pixels, 'rgb8')), pixels)
+
+
+def test_depth_to_mm() -> None:
+    metres = np.array([[1.5, np.nan, -1.0], [0.0, np.inf, 100.0]], np.float32)
+    mm, bad = depth_to_mm(metres)
+    np.testing.assert_array_equal(mm, [[1500, 0, 0], [0, 0, 65535]])
+    assert mm.dtype == np.uint16 and bad == 3
+    raw = np.ones((2, 2), np.uint16)
+    assert depth_to_mm(raw)[0] is raw
+    with pytest.raises(ImageConversionError, match='int32'):
+        depth_to_mm(np.ones((2, 2), np.int32))
+    with pytest.raises(ImageConversionError, match=r'\(H, W\)'):
+        depth_to_mm(np.ones((2, 2, 1), np.uint16))

@@ -12,6 +12,7 @@ from robo_lifelong.errors import ModelPackageError
 from robo_lifelong.labels import CLASSES
 from robo_lifelong.models import package as mp
 from robo_lifelong.transfer import model_store
+from robo_lifelong.transfer.storage import S3Config
 
 ONNX = b'not really onnx, but load_package only hashes it'
 
@@ -114,6 +115,20 @@ def test_tampered_model_is_rejected_with_both_hashes(package: mp.ModelPackage) -
     assert package.manifest['model_sha256'] in str(info.value)
 
 
+def test_read_package_checks_files_and_schema_but_takes_no_hash(package: mp.ModelPackage) -> None:
+    # for a package the robot's bridge verified when installing it
+    (package.path / 'model.onnx').write_bytes(ONNX + b'changed')
+    assert mp.read_package(package.path).content_hash == package.content_hash
+    body = json.loads((package.path / 'manifest.json').read_text())
+    del body['classes']
+    (package.path / 'manifest.json').write_text(json.dumps(body))
+    with pytest.raises(ModelPackageError, match='classes'):
+        mp.read_package(package.path)
+    (package.path / 'model.onnx').unlink()
+    with pytest.raises(ModelPackageError, match='missing file model.onnx'):
+        mp.read_package(package.path)
+
+
 def test_tampered_weights_are_rejected(package: mp.ModelPackage) -> None:
     (package.path / 'weights.safetensors').write_bytes(b'other')
     with pytest.raises(ModelPackageError, match='weights.safetensors: sha256 mismatch'):
@@ -183,14 +198,11 @@ def test_host_paths_are_found_under_the_pod_prefix(tmp_path: Path, package) -> N
 
 def test_publish_and_fetch_through_s3(tmp_path: Path, package, s3_bucket, s3_server) -> None:
     url = s3_bucket + '/models/v3/package'
-    model_store.publish_package(package, url, s3_server.env)
+    s3 = S3Config.from_environ(s3_server.env)
+    model_store.publish_package(package, url, s3)
     model_store.write_pointer(
-        s3_bucket + '/models/v3/index.json',
-        mp.DeployPointer(url, 3, package.content_hash),
-        s3_server.env,
+        s3_bucket + '/models/v3/index.json', mp.DeployPointer(url, 3, package.content_hash), s3
     )
-    fetched = model_store.open_model(
-        s3_bucket + '/models/v3/index.json', tmp_path / 'cache', s3_server.env
-    )
+    fetched = model_store.open_model(s3_bucket + '/models/v3/index.json', tmp_path / 'cache', s3)
     assert fetched.content_hash == package.content_hash
     assert fetched.weights_path is not None and fetched.weights_path.read_bytes() == b'weights'

@@ -1,10 +1,12 @@
 """Hot model swap without ROS: verification (hash, schema, smoke inference), the single-reference
-swap, rejection with the reason while the old model keeps running, the watched directory, and a
-watcher thread that survives (and counts) unexpected errors."""
+swap, rejection with the reason while the old model keeps running, the bridge's record as the one
+rule for "current" (at start, on change, after a rollback), and a watcher thread that survives
+(and counts) unexpected errors."""
 
 from __future__ import annotations
 
 import json
+import shutil
 import threading
 import time
 from pathlib import Path
@@ -15,6 +17,7 @@ import pytest
 from robo_lifelong.errors import ModelPackageError
 from robo_lifelong.labels import CLASSES
 from robo_lifelong.models import package as mp
+from robo_lifelong.models.installed import CURRENT_FILE, InstalledModel
 from robo_lifelong.models.watch import (
     LoadedModel,
     ModelSlot,
@@ -23,9 +26,9 @@ from robo_lifelong.models.watch import (
     load_model,
     model_version,
     smoke_frame,
-    watched_candidate,
 )
 from robo_lifelong.supervision import Level, health_summary
+from robo_lifelong.transfer.storage import LocalStorage
 from tests.core.test_runtime import manifest, tiny_onnx
 
 
@@ -120,10 +123,10 @@ def test_slot_never_shows_a_model_before_it_is_verified(tmp_path: Path) -> None:
     package = write(tmp_path / 'pkg')
     release, entered = threading.Event(), threading.Event()
 
-    def slow_loader(path: str, threads: int) -> LoadedModel:
+    def slow_loader(path: str, threads: int, verify: bool) -> LoadedModel:
         entered.set()
         release.wait(10)
-        return load_model(path, threads)
+        return load_model(path, threads, verify)
 
     slot, events = ModelSlot(), Events()
     watcher = ModelWatcher(slot, events, loader=slow_loader)
@@ -138,48 +141,115 @@ def test_slot_never_shows_a_model_before_it_is_verified(tmp_path: Path) -> None:
         watcher.stop()
 
 
-def test_watched_directory_takes_the_highest_version_and_does_not_retry_a_rejection(
+def install(models_dir: Path, package: mp.ModelPackage) -> None:
+    """What the bridge does (``transfer.model_sync``): the package at ``<models_dir>/<hash>``,
+    then the record naming it, replaced atomically."""
+    if not (models_dir / package.content_hash).exists():
+        shutil.copytree(package.path, models_dir / package.content_hash)
+    record = InstalledModel.for_package(package).to_bytes(models_dir)
+    LocalStorage(models_dir).write_bytes(CURRENT_FILE, record)
+
+
+class CountingWatcher:
+    """A watcher on ``models_dir`` whose loads and finished record polls are counted."""
+
+    def __init__(self, models_dir: Path, initial: Path | None = None) -> None:
+        self.slot, self.events = ModelSlot(), Events()
+        self.loads: list[tuple[str, bool]] = []
+        self.polls: list[int] = []
+
+        def loader(path: str, threads: int, verify: bool) -> LoadedModel:
+            self.loads.append((path, verify))
+            return load_model(path, threads, verify)
+
+        self.watcher = ModelWatcher(
+            self.slot, self.events, 1, models_dir, 0.02, loader, initial=initial
+        )
+        poll = self.watcher._poll
+
+        def counting_poll() -> bool:
+            try:
+                return poll()
+            finally:
+                self.polls.append(1)
+
+        self.watcher._poll = counting_poll
+
+    def version(self) -> int | None:
+        model = self.slot.current()
+        return None if model is None else model.package.version
+
+    def polls_after(self, count: int = 2) -> None:
+        """Wait until ``count`` more polls finished (counted, not timed)."""
+        done = len(self.polls)
+        wait_for(lambda: len(self.polls) >= done + count)
+
+
+def test_the_record_decides_current_also_for_an_older_version_and_after_a_restart(
     tmp_path: Path,
 ) -> None:
-    watch = tmp_path / 'models'
-    write(watch / 'a', version=1)
-    write(watch / 'b', version=2)
-    assert watched_candidate(watch) == watch / 'b'
-    assert watched_candidate(watch / 'a') == watch / 'a'  # a package directory itself
-    assert watched_candidate(tmp_path / 'nothing') is None
-
-    attempts: list[str] = []
-
-    def counting_loader(path: str, threads: int) -> LoadedModel:
-        attempts.append(path)
-        return load_model(path, threads)
-
-    slot, events = ModelSlot(), Events()
-    watcher = ModelWatcher(slot, events, watch_dir=watch, poll_s=0.05, loader=counting_loader)
-    polls: list[int] = []  # finished polls of the watched directory
-    poll = watcher._poll
-
-    def counting_poll() -> None:
-        poll()
-        polls.append(1)
-
-    watcher._poll = counting_poll
+    models = tmp_path / 'models'
+    v1, v2 = write(tmp_path / 'v1', version=1), write(tmp_path / 'v2', version=2)
+    install(models, v1)
+    install(models, v2)
+    w = CountingWatcher(models)
     try:
-        wait_for(lambda: len(events.items) == 1)
-        assert slot.current().package.version == 2
-        bad = write(watch / 'c', version=3)
-        bad.model_path.write_bytes(b'tampered')
-        wait_for(lambda: len(events.items) == 2)
-        assert not events.items[1].accepted and 'sha256' in events.items[1].reason
-        done = len(polls)
-        wait_for(lambda: len(polls) >= done + 3)  # three more polls (counted, not waited for)
-        assert attempts.count(str(watch / 'c')) == 1
-        assert slot.current().package.version == 2
-        write(watch / 'c', version=3)  # fixed in place: a new manifest, tried again
-        wait_for(lambda: len(events.items) == 3)
-        assert events.items[2].accepted and slot.current().package.version == 3
+        wait_for(lambda: w.version() == 2)
+        # trusted: the bridge verified the package when it installed it
+        assert w.loads == [(str(models / v2.content_hash), False)]
+        install(models, v1)  # rollback: the record names the older package again
+        wait_for(lambda: w.version() == 1)
+        w.polls_after(3)
+        assert [e.version for e in w.events.items] == [model_version(v2), model_version(v1)]
     finally:
-        watcher.stop()
+        w.watcher.stop()
+    # a restarted node goes by the record, not by the highest version in the directory
+    restarted = CountingWatcher(models, initial=v2.path)
+    try:
+        wait_for(lambda: restarted.version() == 1)
+        restarted.polls_after(3)
+        assert restarted.version() == 1 and len(restarted.loads) == 1
+    finally:
+        restarted.watcher.stop()
+
+
+def test_initial_package_is_used_only_while_there_is_no_record(tmp_path: Path) -> None:
+    models = tmp_path / 'models'
+    models.mkdir()
+    start, deployed = write(tmp_path / 'start', version=5), write(tmp_path / 'v1', version=1)
+    w = CountingWatcher(models, initial=start.path)
+    try:
+        wait_for(lambda: w.version() == 5)
+        assert w.loads == [(str(start.path), True)]  # not from the bridge: verified in full
+        install(models, deployed)
+        wait_for(lambda: w.version() == 1)
+    finally:
+        w.watcher.stop()
+
+
+def test_a_rejected_record_is_not_retried_until_it_changes(tmp_path: Path) -> None:
+    models = tmp_path / 'models'
+    good, bad = write(tmp_path / 'v1', version=1), write(tmp_path / 'v3', version=3)
+    install(models, good)
+    w = CountingWatcher(models)
+    try:
+        wait_for(lambda: w.version() == 1)
+        # a package damaged on the robot's disk after its installation: not hashed again, but
+        # onnxruntime cannot load it
+        install(models, bad)
+        (models / bad.content_hash / mp.MODEL_FILE).write_bytes(b'damaged')
+        wait_for(lambda: len(w.events.items) == 2)
+        assert not w.events.items[1].accepted and 'onnxruntime' in w.events.items[1].reason
+        w.polls_after(3)
+        assert len(w.loads) == 2 and w.version() == 1  # the old model keeps running
+        (models / CURRENT_FILE).write_text('{not json')
+        wait_for(lambda: len(w.events.items) == 3)
+        assert 'not a JSON record' in w.events.items[2].reason
+        install(models, good)  # the model in use: no swap, no event
+        w.polls_after(3)
+        assert len(w.events.items) == 3 and w.version() == 1
+    finally:
+        w.watcher.stop()
 
 
 def test_smoke_frame_is_fixed() -> None:
@@ -191,11 +261,11 @@ def test_unexpected_loader_error_is_a_rejection_counted_and_survived(tmp_path: P
     good = write(tmp_path / 'good')
     calls: list[str] = []
 
-    def buggy_then_real(path: str, threads: int) -> LoadedModel:
+    def buggy_then_real(path: str, threads: int, verify: bool) -> LoadedModel:
         calls.append(path)
         if len(calls) == 1:
             raise RuntimeError('loader bug (test)')
-        return load_model(path, threads)
+        return load_model(path, threads, verify)
 
     slot, events = ModelSlot(), Events()
     watcher = ModelWatcher(slot, events, threads=1, loader=buggy_then_real)
@@ -237,7 +307,7 @@ def test_a_failing_event_callback_is_counted_and_survived(tmp_path: Path) -> Non
 # the thread's death is the point: pytest reports what ended it as a warning
 @pytest.mark.filterwarnings('ignore::pytest.PytestUnhandledThreadExceptionWarning')
 def test_a_dead_watcher_thread_is_an_error_naming_it(tmp_path: Path) -> None:
-    def fatal(path: str, threads: int) -> LoadedModel:
+    def fatal(path: str, threads: int, verify: bool) -> LoadedModel:
         raise SystemExit('not an Exception: ends the thread')
 
     watcher = ModelWatcher(ModelSlot(), Events(), loader=fatal)

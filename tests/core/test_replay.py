@@ -24,7 +24,10 @@ from robo_lifelong.offline.cli import main as cli_main
 from robo_lifelong.offline.replay import ReplayConfig, ReplaySummary, open_bag, replay_bag
 from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel
 from robo_lifelong.perception.collection import CollectionConfig
-from robo_lifelong.perception.pipeline import FrameResult, Pipeline, PipelineConfig, SampleWriter
+from robo_lifelong.perception.frame_input import Issue
+from robo_lifelong.perception.pipeline import FrameResult, Pipeline, PipelineConfig
+from robo_lifelong.perception.runner import FrameCounts, FrameRunner
+from robo_lifelong.perception.sample_writer import SampleWriter
 from robo_lifelong.sim.bag import (
     COLOR_INFO_TOPIC,
     TASK_TOPIC,
@@ -140,25 +143,43 @@ def test_sim_bag_has_the_camera_topics_with_shared_stamps(bags: dict[str, Path])
         assert stamps[COLOR_TOPIC] == [START_NS + i * 100_000_000 for i in range(100)]
 
 
+def run_directly(
+    frames: list[tuple], package: mp.ModelPackage, spool_dir: Path
+) -> tuple[list[Seen], list[dict], FrameCounts]:
+    """What the core (the node's ``FrameRunner``) gives for ``frames`` of (stamp ns, colour
+    message, depth message or None), one after the other: per-frame results, sample events,
+    counts."""
+    slot = ModelSlot()
+    slot.swap(load_model(package.path, threads=1))
+    seen: list[Seen] = []
+    events: list[dict] = []
+    with Spool(spool_dir, 100_000_000, 1000) as spool:
+        pipe = Pipeline(CONFIG, slot, SampleWriter(spool, CONFIG.robot_id, threaded=False))
+        runner = FrameRunner(pipe)
+        for stamp, color, depth in frames:
+            out = runner.frame(color, depth, stamp * 1e-9)
+            seen += [Seen.of(out.result)] if out.result is not None else []
+            events += out.samples.events
+    return seen, events, runner.counts
+
+
 def test_sqlite3_and_mcap_replays_equal_a_direct_run_of_the_frames(
     replays: dict[str, tuple], package: mp.ModelPackage, tmp_path: Path
 ) -> None:
     route = Route(parse_schedule(SCHEDULE), 0, CAMERA)
-    slot = ModelSlot()
-    slot.swap(load_model(package.path, threads=1))
-    direct: list[Seen] = []
-    events = []
-    with Spool(tmp_path / 'spool', 100_000_000, 1000) as spool:
-        pipe = Pipeline(CONFIG, slot, SampleWriter(spool, CONFIG.robot_id, threaded=False))
-        for i in range(100):
-            frame = route.frame_at(i / RATE)
-            r = pipe.process(frame.rgb, frame.depth_mm, (START_NS + i * 100_000_000) * 1e-9)
-            direct.append(Seen.of(r))
-            events += [s.event() for s in r.samples if s.spooled]
+    frames = []
+    for i in range(100):
+        frame, stamp = route.frame_at(i / RATE), START_NS + i * 100_000_000
+        head = header(stamp, 'cam')
+        frames.append(
+            (stamp, image(frame.rgb, 'rgb8', head), image(frame.depth_mm, '16UC1', head))
+        )
+    direct, events, counts = run_directly(frames, package, tmp_path / 'spool')
 
     sqlite_summary, sqlite_seen, _ = replays['sqlite3']
     mcap_summary, mcap_seen, _ = replays['mcap']
     assert sqlite_seen == mcap_seen == direct
+    assert sqlite_summary.counts == mcap_summary.counts == counts
     assert entered(sqlite_summary) == entered(mcap_summary) == [OK, WARN, ERROR, OK]
     assert [a.t for a in sqlite_summary.alarms] == [a.t for a in mcap_summary.alarms]
     assert sample_stamps(sqlite_summary) == sample_stamps(mcap_summary)
@@ -243,10 +264,13 @@ def test_sim_cli_records_a_bag(tmp_path: Path) -> None:
 # Hand-written bags: pairing, gaps and bad input
 
 
-def write_bag(path: Path, frames: list[dict], storage: str = 'sqlite3') -> None:
-    """frames: dicts with 'stamp' (ns), optional 'encoding' and 'depth' ('before', 'after',
-    'none'); colour pixels come from the route so the model sees real scenes."""
+def write_bag(path: Path, frames: list[dict], storage: str = 'sqlite3') -> list[tuple]:
+    """frames: dicts with 'stamp' (ns), optional 'encoding' (of the colour frame), 'depth'
+    ('before', 'after', 'none') and 'depth_image' ((pixels, encoding) instead of the route's);
+    colour pixels come from the route so the model sees real scenes. Returns the (stamp, colour,
+    depth or None) messages written, frame by frame."""
     route = Route(parse_schedule('sunny:100'), 0, CAMERA)
+    written = []
     with BagWriter(path, storage) as bag:
         for i, f in enumerate(frames):
             frame = route.frame_at(i / RATE)
@@ -254,13 +278,15 @@ def write_bag(path: Path, frames: list[dict], storage: str = 'sqlite3') -> None:
             encoding = f.get('encoding', 'rgb8')
             pixels = frame.rgb if encoding == 'rgb8' else frame.rgb[:, :, 0]
             color = image(pixels, encoding, head)
-            depth = image(frame.depth_mm, '16UC1', head)
+            depth = image(*f.get('depth_image', (frame.depth_mm, '16UC1')), head)
             where = f.get('depth', 'after')
             if where == 'before':
                 bag.write(DEPTH_TOPIC, 'sensor_msgs/msg/Image', depth, f['stamp'])
             bag.write(COLOR_TOPIC, 'sensor_msgs/msg/Image', color, f['stamp'])
             if where == 'after':
                 bag.write(DEPTH_TOPIC, 'sensor_msgs/msg/Image', depth, f['stamp'])
+            written.append((f['stamp'], color, None if where == 'none' else depth))
+    return written
 
 
 def test_depth_pairs_by_stamp_in_either_order_and_a_gap_goes_stale(package, tmp_path) -> None:
@@ -297,12 +323,40 @@ def test_wrong_encoding_frames_are_counted_or_refused(package, tmp_path) -> None
              for i in range(6)]  # fmt: skip
     write_bag(tmp_path / 'mixed', mixed, 'mcap')
     summary, _, _ = replay(tmp_path / 'mixed', package, tmp_path / 'spool')
-    assert summary.frames == 3 and summary.problems == {'encoding': 3}
-    assert "'mono8'" in summary.first_problem['encoding']
+    assert summary.frames == 3 and summary.problems == {Issue.COLOR_ENCODING: 3}
+    assert "'mono8'" in summary.first_problem[Issue.COLOR_ENCODING]
+    assert summary.to_json()['problems'] == {'color_encoding': 3}
     bad = [dict(f, encoding='mono8') for f in mixed]
     write_bag(tmp_path / 'bad', bad)
     with pytest.raises(BagError, match=r"no frame of 6 .* could be processed.*'mono8'"):
         replay(tmp_path / 'bad', package, tmp_path / 'spool')
+
+
+def test_bad_input_in_a_bag_is_counted_as_the_core_counts_it(package, tmp_path) -> None:
+    """Replay moves messages only: a bag with an issue of every kind a recording can carry
+    gives, frame by frame, what the core gives for the same messages, and the same counts."""
+    step = 100_000_000
+    shape = (HEIGHT, WIDTH)
+    frames = [{'stamp': START_NS + i * step} for i in range(10)]
+    frames[1]['encoding'] = 'mono8'
+    frames[2]['depth_image'] = (np.zeros((HEIGHT + 2, WIDTH), np.uint16), '16UC1')
+    frames[3]['depth_image'] = (np.zeros(shape, np.uint8), 'mono8')
+    frames[4]['depth_image'] = (np.full(shape, np.nan, np.float32), '32FC1')
+    frames[5]['depth'] = 'none'
+    written = write_bag(tmp_path / 'bag', frames, 'mcap')
+    summary, seen, _ = replay(tmp_path / 'bag', package, tmp_path / 'spool')
+    direct, events, counts = run_directly(written, package, tmp_path / 'direct')
+    assert seen == direct
+    assert [e['id'] for e in summary.samples] == [e['id'] for e in events]
+    assert summary.counts == counts
+    assert summary.problems == {
+        Issue.COLOR_ENCODING: 1,
+        Issue.DEPTH_SIZE: 1,
+        Issue.DEPTH_ENCODING: 1,
+        Issue.DEPTH_VALUES: 1,
+    }
+    # the frames with a depth issue were processed, not refused; three ran without depth
+    assert (summary.frames, counts.rejected, summary.without_depth) == (9, 1, 3)
 
 
 @pytest.mark.parametrize('storage', ['sqlite3', 'mcap'])

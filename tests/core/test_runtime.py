@@ -13,7 +13,7 @@ from robo_lifelong.errors import ImageConversionError, ModelPackageError
 from robo_lifelong.labels import CLASSES
 from robo_lifelong.models import package as mp
 from robo_lifelong.models.runtime import SegmentationRuntime, preprocess
-from robo_lifelong.models.unseen import UnseenResult, fit_calibration
+from robo_lifelong.models.unseen import UnseenResult
 
 onnx = pytest.importorskip('onnx', reason='building the test graph needs the onnx package')
 from onnx import TensorProto, helper  # noqa: E402
@@ -133,7 +133,10 @@ def test_bad_frames_are_rejected(rgb: np.ndarray, depth, message: str) -> None:
         preprocess(rgb, depth, manifest(channels=4)['input'])
 
 
+@pytest.mark.cloud  # the calibration is fitted by robo_lifelong_cloud
 def test_unseen_score_when_the_package_is_calibrated(tmp_path: Path) -> None:
+    from robo_lifelong_cloud.calibration import fit_calibration
+
     rng = np.random.default_rng(0)
     embeddings = rng.normal(0.0, 0.1, (12, 3)).astype(np.float32)
     logits = [rng.normal(0.0, 1.0, (K, 2, 3)).astype(np.float32) for _ in range(12)]

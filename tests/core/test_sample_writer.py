@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from robo_lifelong.models.unseen import UnseenResult
-from robo_lifelong.perception.pipeline import SampleRequest, SampleWriter
+from robo_lifelong.perception.sample_writer import SampleRequest, SampleWriter
 from robo_lifelong.supervision import Level, health_summary
 from robo_lifelong.transfer.spool import Spool
 

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import logging
 import multiprocessing
 from collections.abc import Callable
 from concurrent.futures import ThreadPoolExecutor
@@ -10,7 +11,17 @@ from pathlib import Path
 import pytest
 
 from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
-from robo_lifelong.transfer.storage import LocalStorage, S3Storage, Storage, join, open_storage
+from robo_lifelong.transfer.storage import (
+    LocalStorage,
+    S3Config,
+    S3Storage,
+    Storage,
+    join,
+    open_storage,
+    parent_of,
+    split_bucket,
+    split_url,
+)
 
 WRITERS = 8
 LINES_PER_WRITER = 50
@@ -23,7 +34,7 @@ def open_store(request: pytest.FixtureRequest, tmp_path: Path) -> Callable[[], S
         return lambda: open_storage(str(tmp_path / 'store'))
     server = request.getfixturevalue('s3_server')
     url = join(request.getfixturevalue('s3_bucket'), 'robots/run1')
-    return lambda: open_storage(url, environ=server.env)
+    return lambda: open_storage(url, S3Config.from_environ(server.env))
 
 
 @pytest.fixture
@@ -176,15 +187,17 @@ def test_open_storage_dispatch_and_bad_urls(tmp_path: Path) -> None:
         'ACCESS_KEY_ID': 'KEYID42',
         'SECRET_ACCESS_KEY': 'SECRET42',
     }
-    s3 = open_storage('s3://my-bucket/some/prefix/', environ=env)
+    s3 = open_storage('s3://my-bucket/some/prefix/', S3Config.from_environ(env))
     assert isinstance(s3, S3Storage)
     assert s3.url_for('x.txt') == 's3://my-bucket/some/prefix/x.txt'
     assert 'KEYID42' not in repr(s3) and 'SECRET42' not in repr(s3)
     for bad in ('', 'gs://bucket/x', 's3://ab/x', 's3://Upper/x', 's3:///x'):
         with pytest.raises(StorageError):
-            open_storage(bad, environ=env)
+            open_storage(bad, S3Config.from_environ(env))
     with pytest.raises(StorageError, match='scheme'):
-        open_storage('s3://my-bucket', environ={'S3_ENDPOINT_URL': '127.0.0.1:9000'})
+        open_storage(
+            's3://my-bucket', S3Config.from_environ({'S3_ENDPOINT_URL': '127.0.0.1:9000'})
+        )
 
 
 def test_join_never_doubles_slashes() -> None:
@@ -211,3 +224,80 @@ def test_append_after_a_lost_reply_does_not_duplicate(
     store.append_line_once('data.txt', 'r/rgb/9.png r/label/9.png', 'r/rgb/9.png')
     assert store.read_bytes('data.txt') == b'r/rgb/9.png r/label/9.png\n'
     assert len(calls) == 1  # the re-read found the line, so no second write
+
+
+SEDNA_S3 = {
+    'S3_ENDPOINT_URL': 'http://minio.example:9000',
+    'ACCESS_KEY_ID': 'KEYID42',
+    'SECRET_ACCESS_KEY': 'SECRET42',
+}
+
+
+def test_s3_config_reads_sednas_names_before_the_aws_ones() -> None:
+    aws = {
+        'AWS_ENDPOINT_URL': 'https://s3.aws.example',
+        'AWS_REGION': 'eu-west-1',
+        'AWS_ACCESS_KEY_ID': 'AWSKEY42',
+        'AWS_SECRET_ACCESS_KEY': 'AWSSECRET42',
+        'AWS_SESSION_TOKEN': 'TOKEN42',
+    }
+    sedna = S3Config.from_environ({**aws, **SEDNA_S3})
+    assert (sedna.endpoint_url, sedna.region) == ('http://minio.example:9000', 'eu-west-1')
+    assert (sedna.access_key_id, sedna.secret_access_key) == ('KEYID42', 'SECRET42')
+    assert sedna.session_token == ''  # AWS's token is not for Sedna's key pair
+    only_aws = S3Config.from_environ(aws)
+    assert only_aws == S3Config(
+        'https://s3.aws.example', 'eu-west-1', 'AWSKEY42', 'AWSSECRET42', 'TOKEN42'
+    )
+    assert S3Config.from_environ({'AWS_ENDPOINT_URL_S3': 'http://s3', 'AWS_ENDPOINT_URL': 'x'})
+    assert S3Config.from_environ({'AWS_DEFAULT_REGION': 'us-west-2'}).region == 'us-west-2'
+    assert S3Config.from_environ({'S3_ENDPOINT_URL': ' ', 'ACCESS_KEY_ID': ''}) == S3Config()
+    assert not S3Config.from_environ({'ACCESS_KEY_ID': 'only-half'}).has_keys
+
+
+def test_s3_config_goes_back_to_the_environment_it_came_from() -> None:
+    config = S3Config.from_environ(SEDNA_S3)
+    assert config.to_environ() == SEDNA_S3  # what a Sedna worker is given (PROTOCOL.md §3.4)
+    temporary = S3Config('', 'eu-west-1', 'AWSKEY42', 'AWSSECRET42', 'TOKEN42')
+    assert S3Config.from_environ(temporary.to_environ()) == temporary
+    assert S3Config().to_environ() == {}
+
+
+def test_s3_config_never_shows_its_keys(caplog: pytest.LogCaptureFixture) -> None:
+    config = S3Config('http://minio:9000', 'r', 'KEYID42', 'SECRET42', 'TOKEN42')
+    logging.getLogger('test').warning('opening %s / %r / %s', config, config, [config])
+    for text in (repr(config), str(config), f'{config}', caplog.text):
+        assert 'http://minio:9000' in text
+        for secret in ('KEYID42', 'SECRET42', 'TOKEN42'):
+            assert secret not in text
+
+
+@pytest.mark.parametrize(
+    ('url', 'parent', 'name'),
+    [
+        ('s3://bucket/data/data.txt', 's3://bucket/data', 'data.txt'),  # a Dataset's spec.url
+        ('s3://bucket/out/deploy/index.pkl', 's3://bucket/out/deploy', 'index.pkl'),
+        ('s3://bucket/out/train/1/package/', 's3://bucket/out/train/1', 'package'),
+        ('s3://bucket/index.json', 's3://bucket', 'index.json'),
+        ('/data/ll/out/job/deploy/index.pkl', '/data/ll/out/job/deploy', 'index.pkl'),
+        ('/home/data/out/train/1/package/', '/home/data/out/train/1', 'package'),
+        ('/data.txt', '/', 'data.txt'),
+        ('relative/dir/data.txt', 'relative/dir', 'data.txt'),
+        ('data.txt', '.', 'data.txt'),
+    ],
+)
+def test_split_url_on_every_url_form_in_use(url: str, parent: str, name: str) -> None:
+    assert split_url(url) == (parent, name)
+    assert parent_of(url) == parent
+    if parent != '.':  # a bare name has no directory to join back onto
+        assert join(parent, name) == url.rstrip('/')
+
+
+def test_split_url_refuses_a_bare_bucket_and_split_bucket_a_path() -> None:
+    for bucket_only in ('s3://bucket', 's3://bucket/'):
+        with pytest.raises(StorageError, match='bucket'):
+            split_url(bucket_only)
+    assert split_bucket('s3://bucket') == ('bucket', '')
+    assert split_bucket('s3://bucket//a/b/') == ('bucket', 'a/b')
+    with pytest.raises(StorageError, match='not an S3 URL'):
+        split_bucket('/data/out')

@@ -9,7 +9,13 @@ import pytest
 from botocore.stub import Stubber
 
 from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
-from robo_lifelong.transfer.storage import S3_TOTAL_ATTEMPTS, S3Storage, join, open_storage
+from robo_lifelong.transfer.storage import (
+    S3_TOTAL_ATTEMPTS,
+    S3Config,
+    S3Storage,
+    join,
+    open_storage,
+)
 from tests.fakes.fault_proxy import Fault, FaultProxy
 from tests.fakes.seaweedfs import SeaweedS3, free_ports
 
@@ -23,7 +29,7 @@ def test_unreachable_endpoint_fails_fast_with_a_clear_message() -> None:
         'ACCESS_KEY_ID': 'KEYID42',
         'SECRET_ACCESS_KEY': 'SECRET42',
     }
-    store = open_storage('s3://some-bucket/p', environ=env)
+    store = open_storage('s3://some-bucket/p', S3Config.from_environ(env))
     sent: list[str] = []  # every HTTP try botocore makes (counted, not timed)
     store._client.meta.events.register('before-send.s3', lambda **kw: sent.append(kw['request']))
     with pytest.raises(StorageError) as info:
@@ -40,13 +46,13 @@ def test_wrong_secret_is_a_storage_error_without_the_secret(
 ) -> None:
     env = dict(s3_server.env, SECRET_ACCESS_KEY='WRONG-SECRET-42')
     with pytest.raises(StorageError) as info:
-        open_storage(s3_bucket, environ=env).write_bytes('k', b'v')
+        open_storage(s3_bucket, S3Config.from_environ(env)).write_bytes('k', b'v')
     assert s3_bucket in str(info.value)
     assert 'WRONG-SECRET-42' not in str(info.value)
 
 
 def test_missing_bucket_is_named(s3_server: SeaweedS3) -> None:
-    store = open_storage('s3://no-such-bucket-42/x', environ=s3_server.env)
+    store = open_storage('s3://no-such-bucket-42/x', S3Config.from_environ(s3_server.env))
     with pytest.raises(StorageError, match='no-such-bucket-42'):
         store.read_bytes('k')
 
@@ -57,9 +63,12 @@ def test_standard_aws_variables_are_a_fallback(s3_server: SeaweedS3, s3_bucket: 
         'AWS_ACCESS_KEY_ID': s3_server.access_key,
         'AWS_SECRET_ACCESS_KEY': s3_server.secret_key,
     }
-    store = open_storage(s3_bucket, environ=env)
+    store = open_storage(s3_bucket, S3Config.from_environ(env))
     store.write_bytes('k.txt', b'aws vars')
-    assert open_storage(s3_bucket, environ=s3_server.env).read_bytes('k.txt') == b'aws vars'
+    assert (
+        open_storage(s3_bucket, S3Config.from_environ(s3_server.env)).read_bytes('k.txt')
+        == b'aws vars'
+    )
 
 
 def test_sedna_variables_come_from_os_environ_by_default(
@@ -74,7 +83,7 @@ def test_sedna_variables_come_from_os_environ_by_default(
 
 def test_conflict_409_counts_as_precondition_failed() -> None:
     env = {'S3_ENDPOINT_URL': 'http://127.0.0.1:9', 'ACCESS_KEY_ID': 'a', 'SECRET_ACCESS_KEY': 'b'}
-    store = open_storage('s3://bucket-x/p', environ=env)
+    store = open_storage('s3://bucket-x/p', S3Config.from_environ(env))
     assert isinstance(store, S3Storage)
     with Stubber(store._client) as stub:
         stub.add_client_error(
@@ -85,7 +94,7 @@ def test_conflict_409_counts_as_precondition_failed() -> None:
 
 
 def test_data_survives_kill_and_restart(s3_server: SeaweedS3, s3_bucket: str) -> None:
-    store = open_storage(s3_bucket, environ=s3_server.env)
+    store = open_storage(s3_bucket, S3Config.from_environ(s3_server.env))
     store.write_bytes('before/crash.bin', b'persisted')
     assert store.append_line_once('data.txt', 'a/rgb/1.png a/label/1.png', 'a/rgb/1.png')
     s3_server.kill()
@@ -142,7 +151,7 @@ def fault_url(fault_bucket: str) -> str:
 
 def proxied(s3_server: SeaweedS3, proxy: FaultProxy, url: str, attempts: int = 1):
     env = dict(s3_server.env, S3_ENDPOINT_URL=proxy.url)
-    return open_storage(url, environ=env, attempts=attempts)
+    return open_storage(url, S3Config.from_environ(env), attempts=attempts)
 
 
 @pytest.mark.parametrize('operation', sorted(OPERATIONS))
@@ -150,7 +159,7 @@ def proxied(s3_server: SeaweedS3, proxy: FaultProxy, url: str, attempts: int = 1
 def test_every_fault_of_every_operation_is_a_storage_error(
     s3_server, fault_url, proxy, tmp_path, fault, operation
 ) -> None:
-    open_storage(fault_url, environ=s3_server.env).write_bytes('obj.bin', BODY)
+    open_storage(fault_url, S3Config.from_environ(s3_server.env)).write_bytes('obj.bin', BODY)
     (tmp_path / 'up.bin').write_bytes(b'upload')
     store = proxied(s3_server, proxy, fault_url)
     proxy.set_faults([fault])
@@ -171,7 +180,7 @@ def test_truncated_body_is_a_storage_error_on_every_read(
 ) -> None:
     """The server closes the connection half-way through the body it announced: botocore raises
     that from Body.read() (ResponseStreamingError), after get_object returned."""
-    open_storage(fault_url, environ=s3_server.env).write_bytes('obj.bin', BODY)
+    open_storage(fault_url, S3Config.from_environ(s3_server.env)).write_bytes('obj.bin', BODY)
     store = proxied(s3_server, proxy, fault_url, attempts)
     proxy.set_faults([Fault.TRUNCATE], match=lambda method, path: method == 'GET')
     target = tmp_path / 'dl' / 'obj.bin'
@@ -204,4 +213,4 @@ def test_a_write_whose_reply_was_cut_did_land(s3_server, fault_url, proxy) -> No
 
 def test_attempts_must_be_positive() -> None:
     with pytest.raises(StorageError, match='attempts'):
-        open_storage('s3://bucket-x/p', environ={}, attempts=0)
+        open_storage('s3://bucket-x/p', S3Config(), attempts=0)

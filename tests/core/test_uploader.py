@@ -18,7 +18,7 @@ import pytest
 from robo_lifelong.errors import SpoolFullError, StorageError
 from robo_lifelong.supervision import FailureLog
 from robo_lifelong.transfer.spool import Spool, make_sample_id
-from robo_lifelong.transfer.storage import LocalStorage, Storage, join, open_storage
+from robo_lifelong.transfer.storage import LocalStorage, S3Config, Storage, join, open_storage
 from robo_lifelong.transfer.uploader import (
     UPLOAD_S3_ATTEMPTS,
     TokenBucket,
@@ -323,7 +323,7 @@ def test_bad_config_is_refused():
 def test_s3_upload_and_index(s3_server: SeaweedS3, s3_bucket: str, tmp_path):
     spool = Spool(tmp_path / 'spool', BIG, 100)
     ids = fill(spool, 5)
-    store = open_storage(join(s3_bucket, 'fleet'), environ=s3_server.env)
+    store = open_storage(join(s3_bucket, 'fleet'), S3Config.from_environ(s3_server.env))
     assert Uploader(spool, store, UploadConfig('dog-1', parallel=2)).drain() == 5
     check_uploaded(store, ids)
     assert spool.list() == []
@@ -335,14 +335,14 @@ def test_eight_concurrent_uploaders_share_one_index(s3_server, s3_bucket, tmp_pa
     for r in range(8):
         spool = Spool(tmp_path / f'spool{r}', BIG, 100)
         expected += fill(spool, 50, robot=f'dog-{r}', size=16)
-        store = open_storage(s3_bucket, environ=s3_server.env)
+        store = open_storage(s3_bucket, S3Config.from_environ(s3_server.env))
         uploaders.append(Uploader(spool, store, UploadConfig(f'dog-{r}')))
     threads = [threading.Thread(target=u.drain) for u in uploaders]
     for t in threads:
         t.start()
     for t in threads:
         t.join()
-    store = open_storage(s3_bucket, environ=s3_server.env)
+    store = open_storage(s3_bucket, S3Config.from_environ(s3_server.env))
     ids = index_ids(store)
     assert len(ids) == 400 and len(set(ids)) == 400
     assert set(ids) == set(expected)
@@ -353,7 +353,7 @@ def test_eight_concurrent_uploaders_share_one_index(s3_server, s3_bucket, tmp_pa
 def test_s3_killed_mid_drain_and_restarted(s3_server, s3_bucket, tmp_path):
     spool = Spool(tmp_path / 'spool', BIG, 1000)
     ids = fill(spool, 15, size=2000)
-    store = open_storage(s3_bucket, environ=s3_server.env)
+    store = open_storage(s3_bucket, S3Config.from_environ(s3_server.env))
     # the kill lands mid-drain because the test holds the uploader there: after 3 samples, at
     # the first write of the 4th, until S3 is down
     held, killed = threading.Event(), threading.Event()
@@ -398,7 +398,7 @@ def proxy(s3_server):
 def proxied(s3_server, proxy, url):
     """The store as the bridge opens it (one botocore try per request), through ``proxy``."""
     env = dict(s3_server.env, S3_ENDPOINT_URL=proxy.url)
-    return open_storage(url, environ=env, attempts=UPLOAD_S3_ATTEMPTS)
+    return open_storage(url, S3Config.from_environ(env), attempts=UPLOAD_S3_ATTEMPTS)
 
 
 @pytest.mark.s3
@@ -427,7 +427,7 @@ def test_503_and_slow_store_back_off_then_drain(s3_server, s3_bucket, proxy, tmp
         stop.set()
         worker.join()
     assert uploader.status().failures == 0
-    check_uploaded(open_storage(s3_bucket, environ=s3_server.env), ids)
+    check_uploaded(open_storage(s3_bucket, S3Config.from_environ(s3_server.env)), ids)
 
 
 @pytest.mark.s3
@@ -454,14 +454,15 @@ def test_full_spool_refuses_new_samples_and_loses_none(s3_server, s3_bucket, pro
     finally:
         stop.set()
         worker.join(timeout=30)
-    check_uploaded(open_storage(s3_bucket, environ=s3_server.env), ids)
+    check_uploaded(open_storage(s3_bucket, S3Config.from_environ(s3_server.env)), ids)
 
 
 def seeded_index(s3_server, s3_bucket, tmp_path) -> str:
     """One sample uploaded without faults, so the index has a body to cut in half."""
     spool = Spool(tmp_path / 'seed-spool', BIG, 10)
     (sid,) = fill(spool, 1, robot='seed', t0=T0 - 1000)
-    Uploader(spool, open_storage(s3_bucket, environ=s3_server.env), UploadConfig('seed')).drain()
+    seed = open_storage(s3_bucket, S3Config.from_environ(s3_server.env))
+    Uploader(spool, seed, UploadConfig('seed')).drain()
     return sid
 
 
@@ -502,7 +503,7 @@ def test_truncated_index_reads_are_survived_without_redoing_the_files(
         proxy.clear()
         stop.set()
         worker.join()
-    store = open_storage(s3_bucket, environ=s3_server.env)
+    store = open_storage(s3_bucket, S3Config.from_environ(s3_server.env))
     check_uploaded(store, [seed, *ids])
     file_puts = {p: n for (m, p), n in proxy.requests.items() if m == 'PUT' and '/samples/' in p}
     assert len(file_puts) == 3 * 3 and set(file_puts.values()) == {1}  # never redone
@@ -527,7 +528,7 @@ def test_random_faults_of_every_kind_lose_and_duplicate_nothing(
         t.join(120)
     assert not any(t.is_alive() for t in threads)
     proxy.clear()
-    check_uploaded(open_storage(s3_bucket, environ=s3_server.env), expected)
+    check_uploaded(open_storage(s3_bucket, S3Config.from_environ(s3_server.env)), expected)
     assert all(u.spool.list() == [] for u in uploaders)
     # each failed try is an injected fault; every 503 and reset failed one (a truncated reply
     # whose status line arrived may still be an answer: a cut 412 or 404 is still a 412 or 404)
@@ -566,7 +567,7 @@ def test_uploader_killed_between_upload_and_spool_delete(s3_server, s3_bucket, t
     cmd = [sys.executable, '-c', _KILLED_UPLOADER, str(spool_dir), s3_bucket, '5']
     done = subprocess.run(cmd, env=env, timeout=60, capture_output=True)
     assert done.returncode == -signal.SIGKILL, done.stderr.decode()[-2000:]
-    store = open_storage(s3_bucket, environ=s3_server.env)
+    store = open_storage(s3_bucket, S3Config.from_environ(s3_server.env))
     assert index_ids(store) == ids[:5]
     spool = Spool(spool_dir, BIG, 100)  # the restarted bridge
     assert [e.sample_id for e in spool.list()] == ids[4:]

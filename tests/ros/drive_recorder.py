@@ -29,8 +29,8 @@ from std_msgs.msg import String
 
 from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, BagWriter, header, image, stamp_ns
 from robo_lifelong.io.image_conversion import image_to_numpy
-from robo_lifelong.nodes.perception_node import NODE_STATUS_NAME, RELIABLE_QOS
-from robo_lifelong.nodes.qos import LATCHED_QOS
+from robo_lifelong.nodes.perception_node import NODE_STATUS_NAME
+from robo_lifelong.nodes.qos import LATCHED_QOS, RELIABLE_QOS
 
 IMAGE = 'sensor_msgs/msg/Image'
 # best effort like the camera (SENSOR_QOS) and reliable like the node's outputs, with seconds

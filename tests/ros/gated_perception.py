@@ -3,7 +3,7 @@
     python -m tests.ros.gated_perception --ros-args ...
 
 A package directory holding a ``gate`` directory is held half loaded: the watcher thread has
-verified the files and built the onnxruntime session, then writes ``gate/reached`` and waits for
+read the package and built the onnxruntime session, then writes ``gate/reached`` and waits for
 ``gate/open`` before the smoke inference and the swap. The test creates that moment instead of
 hoping a load takes long enough to be seen: while the loader waits, frames must go on being
 processed by the model in use. Packages without a gate load as they always do.

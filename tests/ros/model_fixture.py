@@ -27,7 +27,6 @@ from typing import TYPE_CHECKING
 
 from robo_lifelong.labels import KNOWN_CLASS_IDS
 from robo_lifelong.models import package as mp
-from robo_lifelong.models.unseen import fit_calibration
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.world import CampusWorld
 
@@ -66,6 +65,7 @@ def build_package(
     out: str | os.PathLike, config: FixtureConfig = FixtureConfig(), version: int = 1
 ) -> mp.ModelPackage:
     """Train, export and calibrate an RGB model package at ``out`` (needs torch)."""
+    from robo_lifelong_cloud.calibration import fit_calibration
     from robo_lifelong_cloud.export import export_onnx
     from robo_lifelong_cloud.model import SegNetConfig, build_model, weights_bytes
     from robo_lifelong_cloud.train import package_manifest

@@ -6,12 +6,14 @@ bounds the whole run, and ``unmet`` in the JSON then lists what never happened. 
 on how fast a window of wall time was: the conditions are events (a version announced, labels of
 a frame captured after some moment, a log line), so a loaded machine only makes a run longer.
 
-Actions: publish a ``model/update`` path (``--update``, once the node subscribes and
-``--update-after`` seconds passed), optionally holding that load at the gate of
-tests/ros/gated_perception.py (``--gate DIR``: the probe opens it once labels of frames captured
-after the load reached it arrived); publish bad input frames (``--inject-bad``), each case again
-until the node's log (``--node-log``) says it was handled; publish a large frame (``--big-frame H
-W``) until its labels arrive; set parameters (``--set``) and record the results.
+Actions: install a package into the node's ``model_watch_dir`` the way the bridge does
+(``--update PACKAGE --models-dir DIR``: ``ModelSync`` verifies it and writes the record the node
+follows; once the probe heard the node and ``--update-after`` seconds passed), optionally holding
+that load at the gate of tests/ros/gated_perception.py (``--gate DIR``, the installed copy's:
+the probe opens it once labels of frames captured after the load reached it arrived); publish
+bad input frames (``--inject-bad``), each case again until the node's log (``--node-log``) says
+it was handled; publish a large frame (``--big-frame H W``) until its labels arrive; set
+parameters (``--set``) and record the results.
 
 Conditions (``--until``): a record key (``labels``, ``version``, ...: at least one message);
 ``version=V`` (the last version is V); ``levels=0,1,2,0`` (the alarm went through these levels in
@@ -40,14 +42,10 @@ from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header, String
 from visualization_msgs.msg import MarkerArray
 
-from robo_lifelong.io.image_conversion import numpy_to_image
-from robo_lifelong.nodes.perception_node import (
-    COLOR_TOPIC,
-    DEPTH_TOPIC,
-    NODE_STATUS_NAME,
-    RELIABLE_QOS,
-)
-from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
+from robo_lifelong.nodes.images import numpy_to_image
+from robo_lifelong.nodes.perception_node import COLOR_TOPIC, DEPTH_TOPIC, NODE_STATUS_NAME
+from robo_lifelong.nodes.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
+from robo_lifelong.transfer.model_sync import ModelSync
 
 # Deep reader queues: the DDS threads keep what arrives while this process waits for a core, so
 # a loaded machine delays the records instead of losing them.
@@ -91,7 +89,7 @@ def _with_depth(depth: np.ndarray, encoding: str) -> tuple[Image, Image]:
 # only the newest), so each case is sent again until its line is in the node's log.
 BAD_INPUTS = {
     'wrong encoding': (
-        lambda: (numpy_to_image(np.zeros((120, 212), np.uint16), 'mono16', _header()), None),
+        lambda: _paired(numpy_to_image(np.zeros((120, 212), np.uint16), 'mono16', _header())),
         'mono16',
     ),
     'wrong size': (_wrong_size, 'image data has'),
@@ -169,7 +167,6 @@ class Probe(Node):
         self.create_subscription(String, 'gait', self._json('gait'), DEEP_QOS)
         self.create_subscription(DiagnosticArray, '/diagnostics', self._on_diagnostics, DEEP_QOS)
         self.create_subscription(MarkerArray, 'markers', self._on_markers, DEEP_QOS)
-        self._update_pub = self.create_publisher(String, 'model/update', RELIABLE_QOS)
         self._rgb_pub = self.create_publisher(Image, COLOR_TOPIC, SENSOR_QOS)
         self._depth_pub = self.create_publisher(Image, DEPTH_TOPIC, SENSOR_QOS)
         self.updated = False
@@ -339,12 +336,9 @@ class Probe(Node):
         self.record['injected'].append({**what, 'arrival': now, 'wall_ns': time.time_ns()})
 
     def _update(self, now: float) -> None:
-        """Publish the update once the node listens (a reliable volatile message sent before
-        the match is lost) and ``--update-after`` passed."""
-        if self._update_pub.get_subscription_count() == 0:
-            return
+        """Install the package as the bridge would, once ``--update-after`` passed."""
         if now - self.first >= self.args.update_after:
-            self._update_pub.publish(String(data=self.args.update))
+            ModelSync(self.args.update, self.args.models_dir).poll()
             self._inject({'update': self.args.update}, now)
             self.updated = True
 
@@ -397,7 +391,8 @@ def main() -> int:
     parser.add_argument('--seconds', type=float, required=True)
     parser.add_argument('--timeout', type=float, default=30.0)
     parser.add_argument('--until', action='append', default=[], help='condition, see above')
-    parser.add_argument('--update', default='')
+    parser.add_argument('--update', default='', help='package to install (--models-dir)')
+    parser.add_argument('--models-dir', default='', help="the node's model_watch_dir")
     parser.add_argument('--update-after', type=float, default=0.0)
     parser.add_argument('--gate', default='', help='gate directory of the --update package')
     parser.add_argument('--gate-labels', type=int, default=3)
@@ -409,6 +404,8 @@ def main() -> int:
     args = parser.parse_args()
     if args.inject_bad and not args.node_log:
         parser.error('--inject-bad needs --node-log')
+    if args.update and not args.models_dir:
+        parser.error('--update needs --models-dir')
     rclpy.init()
     node = Probe(args)
     deadline = node.started + args.timeout + args.seconds

@@ -22,7 +22,7 @@ import pytest
 from robo_lifelong.models import package as mp
 from robo_lifelong.transfer import model_store
 from robo_lifelong.transfer.spool import Spool
-from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.storage import S3Config, join, open_storage
 from robo_lifelong.transfer.uploader import UploadConfig, Uploader
 from tests.core.test_model_package import ONNX, manifest
 from tests.core.test_uploader import T0, check_uploaded, fill
@@ -192,7 +192,7 @@ def test_bridge_uploads_to_s3_and_warns_while_unreachable(
     finally:
         log = stop_bridge(proc)
     assert proc.returncode == 0, log
-    check_uploaded(open_storage(f'{s3_bucket}/fleet', environ=s3_server.env), ids)
+    check_uploaded(open_storage(f'{s3_bucket}/fleet', S3Config.from_environ(s3_server.env)), ids)
 
 
 def uploads_status(listener: Listener) -> dict:
@@ -206,18 +206,17 @@ def test_bridge_reports_s3_faults_while_they_last_then_delivers_everything_once(
 ):
     robot = f'dog-faults-{os.getpid()}'
     url = f'{s3_bucket}/fleet'
-    store = open_storage(url, environ=s3_server.env)
+    s3 = S3Config.from_environ(s3_server.env)
+    store = open_storage(url, s3)
     # one sample indexed before, so the index has a body to cut in half
     seed_spool = Spool(tmp_path / 'seed', 10**12, 10)
     seed = fill(seed_spool, 1, robot=robot, t0=T0 - 1000)
     Uploader(seed_spool, store, UploadConfig(robot)).drain()
     package = mp.write_package(tmp_path / 'pkg', ONNX, manifest(version=7))
     package_url = join(s3_bucket, 'models', 'v7')
-    model_store.publish_package(package, package_url, s3_server.env)
+    model_store.publish_package(package, package_url, s3)
     pointer = join(s3_bucket, 'deploy', 'index.pkl')
-    model_store.write_pointer(
-        pointer, mp.DeployPointer.for_package(package, package_url), s3_server.env
-    )
+    model_store.write_pointer(pointer, mp.DeployPointer.for_package(package, package_url), s3)
     ids = fill(Spool(tmp_path / 'spool', 10**12, 1000), 6, robot=robot)
     params = {
         'spool_dir': tmp_path / 'spool',

@@ -4,7 +4,9 @@
 and LifelongLearningJob YAML and runs the controller (see runner.py) until Ctrl-C/SIGTERM or, with
 ``--until-deployed N``, until N models were deployed and the job is back in ``Train/Waiting``.
 ``robo-lifelong-job status --state DIR [-o yaml|json]`` prints the job like
-``kubectl get lifelonglearningjob``.
+``kubectl get lifelonglearningjob``. ``robo-lifelong-job rollback --state DIR --to VERSION``
+points the job's deploy pointer at a model it deployed before (see rollback.py); the robot
+follows at its bridge's next poll.
 """
 
 from __future__ import annotations
@@ -12,6 +14,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import os
 import shlex
 import signal
 import sys
@@ -20,7 +23,10 @@ from collections.abc import Sequence
 from pathlib import Path
 
 from robo_lifelong.errors import RoboLifelongError
+from robo_lifelong.transfer.storage import S3Config
+from robo_lifelong_cloud.controller.conditions import ConditionType, Stage, last
 from robo_lifelong_cloud.controller.manifests import load_manifests, with_overrides
+from robo_lifelong_cloud.controller.rollback import rollback
 from robo_lifelong_cloud.controller.runner import Controller, ControllerConfig
 from robo_lifelong_cloud.controller.status import StateDir, dump_yaml, table
 from robo_lifelong_cloud.controller.workers import DEFAULT_COMMAND, DEFAULT_KB_SERVER
@@ -31,11 +37,9 @@ def deployed_and_waiting(count: int):
 
     def done(controller: Controller) -> bool:
         conditions = controller.conditions
-        deploys = sum(1 for c in conditions if (c['stage'], c['type']) == ('Deploy', 'Ready'))
-        return deploys >= count and (conditions[-1]['stage'], conditions[-1]['type']) == (
-            'Train',
-            'Waiting',
-        )
+        deployed = (Stage.DEPLOY, ConditionType.READY)
+        deploys = sum(1 for c in conditions if (c['stage'], c['type']) == deployed)
+        return deploys >= count and last(conditions) == (Stage.TRAIN, ConditionType.WAITING)
 
     return done
 
@@ -80,6 +84,9 @@ def _parser() -> argparse.ArgumentParser:
     status = sub.add_parser('status', help='print the job status')
     status.add_argument('--state', required=True, type=Path)
     status.add_argument('-o', '--output', choices=('table', 'yaml', 'json'), default='table')
+    back = sub.add_parser('rollback', help='deploy again a model version the job deployed before')
+    back.add_argument('--state', required=True, type=Path)
+    back.add_argument('--to', required=True, type=int, metavar='VERSION', dest='version')
     return parser
 
 
@@ -120,10 +127,27 @@ def _status(args: argparse.Namespace) -> int:
     return 0
 
 
+def _rollback(args: argparse.Namespace) -> int:
+    job = StateDir(args.state).read_job()
+    if job is None:
+        print(f'no job status in {str(args.state)!r}', file=sys.stderr)
+        return 1
+    chosen = rollback(job, args.version, S3Config.from_environ(os.environ))
+    print(
+        f'deploy pointer now names v{chosen.pointer.version} '
+        f'({chosen.pointer.content_hash[:12]}, {chosen.pointer.package_url}); '
+        "robots follow at their bridge's next poll"
+    )
+    return 0
+
+
+COMMANDS = {'run': _run, 'status': _status, 'rollback': _rollback}
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     args = _parser().parse_args(argv)
     try:
-        return _run(args) if args.command == 'run' else _status(args)
+        return COMMANDS[args.command](args)
     except RoboLifelongError as e:
         print(f'robo-lifelong-job: {e}', file=sys.stderr)
         return 1

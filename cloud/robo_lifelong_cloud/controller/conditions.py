@@ -2,7 +2,9 @@
 
 Conditions are CR-shaped dicts (``type``, ``status``, ``stage``, ``lastHeartbeatTime``,
 ``lastTransitionTime``, ``reason``, ``message``, ``data``), append-only; the last one is the job
-state. ``gm_step(conditions, phase)`` is one GM sync: the (stage, type) GM would append given the
+state; their ``stage`` and ``type`` are the values of ``Stage`` and ``ConditionType``, kept as
+plain strings in the dicts so the YAML and JSON stay what GM writes. ``gm_step(conditions,
+phase)`` is one GM sync: the (stage, type) GM would append given the
 phase of the stage's newest worker, or None. ``condition_data`` re-serialises LC/worker data
 through GM's ConditionData shape (unknown keys dropped, empty optional keys omitted, ``classes``
 always present).
@@ -13,12 +15,32 @@ from __future__ import annotations
 import json
 from collections.abc import Mapping, Sequence
 from datetime import datetime, timezone
-from enum import Enum
+from enum import Enum, StrEnum
 from typing import Any
 
-STAGES = ('Train', 'Eval', 'Deploy')
-TYPES = ('Waiting', 'Ready', 'Starting', 'Running', 'Completed', 'Failed')
-NEXT_STAGE = {'Train': 'Eval', 'Eval': 'Deploy', 'Deploy': 'Train'}
+
+class Stage(StrEnum):
+    """``stage`` of a condition (Sedna's LLJobStage, PROTOCOL.md §1.3)."""
+
+    TRAIN = 'Train'
+    EVAL = 'Eval'
+    DEPLOY = 'Deploy'
+
+
+class ConditionType(StrEnum):
+    """``type`` of a condition (Sedna's LLJobStageConditionType, PROTOCOL.md §1.3)."""
+
+    WAITING = 'Waiting'
+    READY = 'Ready'
+    STARTING = 'Starting'
+    RUNNING = 'Running'
+    COMPLETED = 'Completed'
+    FAILED = 'Failed'
+
+
+NEXT_STAGE = {Stage.TRAIN: Stage.EVAL, Stage.EVAL: Stage.DEPLOY, Stage.DEPLOY: Stage.TRAIN}
+# what a condition's ``status`` always is (Sedna never writes False or Unknown)
+CONDITION_STATUS = 'True'
 LC_MESSAGE = 'reported by lc'
 # GM's Model struct (§1.6) with each field's Go kind, for re-serialisation and type checks
 MODEL_FIELDS: dict[str, str] = {
@@ -55,8 +77,8 @@ def now_rfc3339(now: datetime | None = None) -> str:
 
 
 def make_condition(
-    stage: str,
-    type_: str,
+    stage: Stage | str,
+    type_: ConditionType | str,
     data: str = '',
     from_lc: bool = False,
     reason: str = '',
@@ -64,13 +86,15 @@ def make_condition(
     now: datetime | None = None,
 ) -> dict[str, str]:
     """One CRD-shaped condition; LC-originated ones carry ``message: reported by lc``."""
-    if stage not in STAGES or type_ not in TYPES:
-        raise ValueError(f'bad condition {stage!r}/{type_!r}')
+    try:
+        stage, type_ = Stage(stage), ConditionType(type_)
+    except ValueError as e:
+        raise ValueError(f'bad condition {stage!r}/{type_!r}') from e
     stamp = now_rfc3339(now)
     return {
-        'type': type_,
-        'status': 'True',
-        'stage': stage,
+        'type': type_.value,
+        'status': CONDITION_STATUS,
+        'stage': stage.value,
         'lastHeartbeatTime': stamp,
         'lastTransitionTime': stamp,
         'reason': reason,
@@ -79,32 +103,35 @@ def make_condition(
     }
 
 
-def last(conditions: Sequence[Mapping[str, Any]]) -> tuple[str, str] | None:
+def last(conditions: Sequence[Mapping[str, Any]]) -> tuple[Stage, ConditionType] | None:
+    """``(stage, type)`` of the last condition: the job's state; None before the first."""
     if not conditions:
         return None
-    return conditions[-1]['stage'], conditions[-1]['type']
+    return Stage(conditions[-1]['stage']), ConditionType(conditions[-1]['type'])
 
 
-def gm_step(conditions: Sequence[Mapping[str, Any]], phase: Phase) -> tuple[str, str] | None:
+def gm_step(
+    conditions: Sequence[Mapping[str, Any]], phase: Phase
+) -> tuple[Stage, ConditionType] | None:
     """The condition GM appends on one sync (§1.5), or None; ``phase`` is the stage's worker.
 
     ``Ready`` is not handled here: creating the worker is a side effect (see the runner).
     """
     state = last(conditions)
     if state is None:
-        return 'Train', 'Waiting'
+        return Stage.TRAIN, ConditionType.WAITING
     stage, type_ = state
-    if type_ in ('Starting', 'Running'):
+    if type_ in (ConditionType.STARTING, ConditionType.RUNNING):
         mapped = {
-            Phase.RUNNING: 'Running',
-            Phase.SUCCEEDED: 'Completed',
-            Phase.FAILED: 'Failed',
+            Phase.RUNNING: ConditionType.RUNNING,
+            Phase.SUCCEEDED: ConditionType.COMPLETED,
+            Phase.FAILED: ConditionType.FAILED,
         }.get(phase)
         return (stage, mapped) if mapped and mapped != type_ else None
-    if type_ == 'Completed':
-        return NEXT_STAGE[stage], 'Waiting'
-    if type_ == 'Failed':
-        return 'Train', 'Waiting'
+    if type_ == ConditionType.COMPLETED:
+        return NEXT_STAGE[stage], ConditionType.WAITING
+    if type_ == ConditionType.FAILED:
+        return Stage.TRAIN, ConditionType.WAITING
     return None
 
 
@@ -198,7 +225,7 @@ def model_urls(part: Mapping[str, Any]) -> list[str]:
 
 
 def latest_output_models(
-    conditions: Sequence[Mapping[str, Any]], stage: str
+    conditions: Sequence[Mapping[str, Any]], stage: Stage
 ) -> list[dict[str, Any]] | None:
     """``output.models`` of the latest ``stage/Completed`` whose data has an ``output`` object.
 
@@ -206,7 +233,7 @@ def latest_output_models(
     (LC does not fall back to older rounds then, PROTOCOL.md §2.5). None if there is none.
     """
     for condition in reversed(conditions):
-        if condition['stage'] != stage or condition['type'] != 'Completed':
+        if condition['stage'] != stage or condition['type'] != ConditionType.COMPLETED:
             continue
         data = parse_data(condition)
         if data is not None and isinstance(data.get('output'), dict):
@@ -214,8 +241,8 @@ def latest_output_models(
     return None
 
 
-def has_completed(conditions: Sequence[Mapping[str, Any]], stage: str) -> bool:
-    return any(c['stage'] == stage and c['type'] == 'Completed' for c in conditions)
+def has_completed(conditions: Sequence[Mapping[str, Any]], stage: Stage) -> bool:
+    return any(c['stage'] == stage and c['type'] == ConditionType.COMPLETED for c in conditions)
 
 
 def knowledge_base(models: Sequence[Mapping[str, Any]]) -> dict[str, Any]:

@@ -22,18 +22,23 @@ from dataclasses import dataclass
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 from typing import Any
 
-from robo_lifelong_cloud.controller.conditions import DataError, condition_data
+from robo_lifelong_cloud.controller.conditions import (
+    ConditionType,
+    DataError,
+    Stage,
+    condition_data,
+)
 
 log = logging.getLogger(__name__)
 
 OWNER_KIND = 'lifelonglearningjob'
-STAGE_OF_KIND = {'train': 'Train', 'eval': 'Eval', 'deploy': 'Deploy'}
+STAGE_OF_KIND = {'train': Stage.TRAIN, 'eval': Stage.EVAL, 'deploy': Stage.DEPLOY}
 # GM's accepted statuses for this job kind; 'running' is refused (§4.4)
 TYPE_OF_STATUS = {
-    'ready': 'Ready',
-    'completed': 'Completed',
-    'failed': 'Failed',
-    'waiting': 'Waiting',
+    'ready': ConditionType.READY,
+    'completed': ConditionType.COMPLETED,
+    'failed': ConditionType.FAILED,
+    'waiting': ConditionType.WAITING,
 }
 _PATH_RE = re.compile(r'^/sedna/workers/([^/]+)/info/?$')
 
@@ -43,8 +48,8 @@ class Report:
     """A report GM would append: its condition and the output models (for knowledgeBase)."""
 
     worker: str
-    stage: str
-    type: str
+    stage: Stage
+    type: ConditionType
     data: str
     models: tuple[dict[str, Any], ...]
 

@@ -28,6 +28,7 @@ import jsonschema
 import yaml
 
 from robo_lifelong.errors import ConfigError
+from robo_lifelong.transfer.storage import S3Config
 
 SCHEMA_DIR = Path(__file__).with_name('crds')
 # kind -> (CRD file in Sedna's build/crds, packaged schema file)
@@ -106,18 +107,18 @@ class Secret:
         keys = list(self.data)
         return f'Secret(name={self.name!r}, annotations={self.annotations!r}, keys={keys})'
 
-    def s3_environ(self) -> dict[str, str]:
-        """``S3_ENDPOINT_URL``, ``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY``; {} without an endpoint
-        (GM then injects nothing either)."""
+    def s3_config(self) -> S3Config | None:
+        """The endpoint (``s3-endpoint`` with the scheme ``s3-usehttps`` picks) and keys GM
+        injects; None without an endpoint (GM then injects nothing either)."""
         endpoint = self.annotations.get('s3-endpoint', '')
         if not endpoint:
-            return {}
+            return None
         scheme = 'http' if self.annotations.get('s3-usehttps') == '0' else 'https'
-        env = {'S3_ENDPOINT_URL': f'{scheme}://{endpoint}'}
-        for key in ('ACCESS_KEY_ID', 'SECRET_ACCESS_KEY'):
-            if key in self.data:
-                env[key] = self.data[key]
-        return env
+        return S3Config(
+            endpoint_url=f'{scheme}://{endpoint}',
+            access_key_id=self.data.get('ACCESS_KEY_ID', ''),
+            secret_access_key=self.data.get('SECRET_ACCESS_KEY', ''),
+        )
 
 
 def _secret(doc: dict[str, Any], where: str) -> Secret:

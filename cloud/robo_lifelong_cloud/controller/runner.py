@@ -37,7 +37,6 @@ from __future__ import annotations
 
 import copy
 import logging
-import posixpath
 import queue
 import shutil
 import socket
@@ -50,9 +49,11 @@ from pathlib import Path
 from typing import Any
 
 from robo_lifelong.errors import ConfigError, StorageError
-from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.storage import S3Config, join, open_storage, split_url
 from robo_lifelong_cloud.controller.conditions import (
+    ConditionType,
     Phase,
+    Stage,
     condition_data,
     gm_step,
     has_completed,
@@ -94,8 +95,8 @@ DEVIATIONS = (
 )
 DEPLOY_KEY = 'deploy/index.pkl'
 PODS_DIR = 'pods'  # in the state dir: one view of its mounts per worker
-KIND_OF_STAGE = {'Train': 'train', 'Eval': 'eval'}
-SPEC_OF_STAGE = {'Train': 'trainSpec', 'Eval': 'evalSpec', 'Deploy': 'deploySpec'}
+KIND_OF_STAGE = {Stage.TRAIN: 'train', Stage.EVAL: 'eval'}
+SPEC_OF_STAGE = {Stage.TRAIN: 'trainSpec', Stage.EVAL: 'evalSpec', Stage.DEPLOY: 'deploySpec'}
 MAX_SYNCS = 20  # GM syncs per tick; each appends at most one condition
 
 
@@ -133,8 +134,8 @@ class Controller:
         self.trigger = Trigger.from_spec(manifests.job['spec']['trainSpec']['trigger'])
         self.output_dir = manifests.job['spec']['outputDir'].rstrip('/')
         self._reports: queue.Queue[Report] = queue.Queue()
-        self._workers: dict[str, WorkerProcess] = {}
-        self._views: dict[str, PodView] = {}
+        self._workers: dict[Stage, WorkerProcess] = {}
+        self._views: dict[Stage, PodView] = {}
         self._lines: list[str] | None = None
         self._header: str | None = None
         self._last_poll = float('-inf')
@@ -187,8 +188,8 @@ class Controller:
 
     def _append(
         self,
-        stage: str,
-        type_: str,
+        stage: Stage,
+        type_: ConditionType,
         data: str = '',
         from_lc: bool = False,
         reason: str = '',
@@ -204,10 +205,10 @@ class Controller:
         shutil.rmtree(self.state.root / PODS_DIR, ignore_errors=True)  # views of dead workers
         self.server.start()
         state = last(self.conditions)
-        if state is not None and state[1] in ('Starting', 'Running'):
+        if state is not None and state[1] in (ConditionType.STARTING, ConditionType.RUNNING):
             self._append(
                 state[0],
-                'Failed',
+                ConditionType.FAILED,
                 reason='WorkerLost',
                 message='worker lost: the controller was restarted',
             )
@@ -249,10 +250,10 @@ class Controller:
             stop.wait(self.config.tick_s)
 
     @property
-    def worker_names(self) -> dict[str, str]:
+    def worker_names(self) -> dict[Stage, str]:
         return {stage: w.name for stage, w in self._workers.items()}
 
-    def worker(self, stage: str) -> WorkerProcess | None:
+    def worker(self, stage: Stage) -> WorkerProcess | None:
         return self._workers.get(stage)
 
     # ---- one tick ----------------------------------------------------------------------
@@ -277,20 +278,20 @@ class Controller:
                 self.job['status']['knowledgeBase'] = knowledge_base(report.models)
             self._append(report.stage, report.type, report.data, from_lc=True)
 
-    def tick_gm(self, phases: dict[str, Phase], started: set[str]) -> None:
+    def tick_gm(self, phases: dict[Stage, Phase], started: set[Stage]) -> None:
         """GM syncs until nothing changes; ``started``: stages whose worker began this tick
         (seen Running whatever the process did since, so an unread report is never missed)."""
         if not self.conditions:
             self.job['status']['startTime'] = now_rfc3339()
-            self._append('Train', 'Waiting')
+            self._append(Stage.TRAIN, ConditionType.WAITING)
         for _ in range(MAX_SYNCS):
             stage, type_ = last(self.conditions)
-            if type_ == 'Ready':
-                if stage == 'Deploy':
-                    self._append('Deploy', 'Completed')
+            if type_ == ConditionType.READY:
+                if stage == Stage.DEPLOY:
+                    self._append(Stage.DEPLOY, ConditionType.COMPLETED)
                 elif self._start_worker(stage):
                     started.add(stage)
-                    self._append(stage, 'Starting')
+                    self._append(stage, ConditionType.STARTING)
                 else:
                     return
                 continue
@@ -298,27 +299,27 @@ class Controller:
             step = gm_step(self.conditions, phase)
             if step is None:
                 return
-            if step[1] == 'Completed':  # exit 0, but no report came: see module docstring
+            if step[1] == ConditionType.COMPLETED:  # exit 0 without a report: see module doc
                 self._append(
                     stage,
-                    'Failed',
+                    ConditionType.FAILED,
                     reason='ExitedWithoutReport',
                     message='worker exited 0 without reporting to the LC',
                 )
-            elif step[1] == 'Failed':
+            elif step[1] == ConditionType.FAILED:
                 self._append(
                     stage,
-                    'Failed',
+                    ConditionType.FAILED,
                     reason='WorkerFailed',
                     message=f'worker {self._workers[stage].describe_exit()}',
                 )
             else:
-                if step[1] == 'Running':
+                if step[1] == ConditionType.RUNNING:
                     annotations = self.job['metadata'].setdefault('annotations', {})
                     annotations[f'sedna.io/{stage}'] = socket.gethostname()
                 self._append(*step)
 
-    def _start_worker(self, stage: str) -> bool:
+    def _start_worker(self, stage: Stage) -> bool:
         """Start the stage's worker for the last (Ready) condition; False: retry next tick."""
         current = self._workers.get(stage)
         if current is not None and current.phase() is Phase.RUNNING:
@@ -332,13 +333,13 @@ class Controller:
             log.error('%s/Ready has no input data; cannot start a worker (retrying)', stage)
             return False
         kind = KIND_OF_STAGE[stage]
-        train_models = latest_output_models(self.conditions, 'Train')
+        train_models = latest_output_models(self.conditions, Stage.TRAIN)
         stage_input = StageInput(
             kind=kind,
             output_url=part.get('outputDir', ''),
             data_url=part.get('dataURL', ''),
             model_urls=tuple(model_urls(part)),
-            has_completed_initial_training=has_completed(self.conditions, 'Train'),
+            has_completed_initial_training=has_completed(self.conditions, Stage.TRAIN),
             cloud_kb_index=train_models[0].get('url', '') if train_models else '',
         )
         template = self.m.job['spec'][SPEC_OF_STAGE[stage]]['template']
@@ -364,7 +365,7 @@ class Controller:
             name,
             self.server.url,
             dataset_url,
-            self._s3_env(self.m.job, self.m.dataset),
+            self._s3(self.m.job, self.m.dataset),
             self.config.kb_server,
             view,
         )
@@ -384,13 +385,15 @@ class Controller:
 
     # ---- LC ----------------------------------------------------------------------------
 
-    def _s3_env(self, *objs: dict[str, Any]) -> dict[str, str]:
-        """Creds of the first object whose Secret has an S3 endpoint (first set wins, §3.4)."""
+    def _s3(self, *objs: dict[str, Any]) -> S3Config:
+        """S3 of the first object whose Secret has an S3 endpoint (first set wins, §3.4); else
+        no endpoint or keys, as GM injects none then."""
         for obj in objs:
             secret = self.m.secret(obj['spec'].get('credentialName'))
-            if secret is not None and secret.s3_environ():
-                return secret.s3_environ()
-        return {}
+            config = None if secret is None else secret.s3_config()
+            if config is not None:
+                return config
+        return S3Config()
 
     def _poll_dataset(self) -> None:
         now = time.monotonic()
@@ -398,9 +401,9 @@ class Controller:
             return
         self._last_poll = now
         url = self.m.dataset['spec']['url']
-        parent, name = posixpath.split(url)
         try:
-            data = open_storage(parent, self._s3_env(self.m.dataset)).read_bytes(name)
+            parent, name = split_url(url)
+            data = open_storage(parent, self._s3(self.m.dataset)).read_bytes(name)
         except StorageError as e:
             log.warning('dataset index %s unreadable: %s', url, e)
             return
@@ -418,12 +421,14 @@ class Controller:
         if self.lc.samples.split(self._lines, self.m.job['spec']['dataset']['trainProb']):
             self._dirty = True
         stage, type_ = last(self.conditions)
-        if (stage, type_) == ('Train', 'Waiting'):
+        if type_ != ConditionType.WAITING:
+            return
+        if stage == Stage.TRAIN:
             self.lc.eval_sent = self.lc.deploy_sent = False
             self._train_trigger()
-        elif (stage, type_) == ('Eval', 'Waiting') and not self.lc.eval_sent:
+        elif stage == Stage.EVAL and not self.lc.eval_sent:
             self._eval_trigger()
-        elif (stage, type_) == ('Deploy', 'Waiting') and not self.lc.deploy_sent:
+        elif stage == Stage.DEPLOY and not self.lc.deploy_sent:
             self._deploy()
 
     def _write(self, kind: str, lines: list[str]) -> tuple[str, str]:
@@ -436,7 +441,7 @@ class Controller:
             spec['url'],
             spec['format'],
             self._header,
-            self._s3_env(self.m.job, self.m.dataset),
+            self._s3(self.m.job, self.m.dataset),
         )
 
     def _train_trigger(self) -> None:
@@ -452,11 +457,11 @@ class Controller:
         self.lc.samples.take_train()
         output = join(self.output_dir, 'train', str(self.lc.round))
         part = {'dataURL': data_url, 'dataIndexURL': index_url, 'outputDir': output}
-        self._append('Train', 'Ready', condition_data(input_=part), from_lc=True)
+        self._append(Stage.TRAIN, ConditionType.READY, condition_data(input_=part), from_lc=True)
 
     def _eval_trigger(self) -> None:
         self.lc.eval_sent = True
-        models = latest_output_models(self.conditions, 'Train')
+        models = latest_output_models(self.conditions, Stage.TRAIN)
         if models is None:
             # Sedna sends a null message and stalls here until the next Train/Waiting
             log.error('no Train/Completed with output models: eval cannot start (job stalls)')
@@ -475,22 +480,24 @@ class Controller:
             'dataIndexURL': index_url,
             'outputDir': output,
         }
-        self._append('Eval', 'Ready', condition_data(input_=part), from_lc=True)
+        self._append(Stage.EVAL, ConditionType.READY, condition_data(input_=part), from_lc=True)
 
     def _deploy(self) -> None:
-        models = latest_output_models(self.conditions, 'Eval')
+        models = latest_output_models(self.conditions, Stage.EVAL)
         if not models:
             self.lc.deploy_sent = True
-            self._append('Deploy', 'Completed', from_lc=True)
+            self._append(Stage.DEPLOY, ConditionType.COMPLETED, from_lc=True)
             return
         url = models[0].get('url', '')
-        parent, name = posixpath.split(url)
+        s3 = self._s3(self.m.job)
         try:
-            data = open_storage(parent, self._s3_env(self.m.job)).read_bytes(name)
-            open_storage(self.output_dir, self._s3_env(self.m.job)).write_bytes(DEPLOY_KEY, data)
+            parent, name = split_url(url)
+            data = open_storage(parent, s3).read_bytes(name)
+            open_storage(self.output_dir, s3).write_bytes(DEPLOY_KEY, data)
         except StorageError as e:
             log.error('deploy copy %s -> %s failed: %s (retrying)', url, DEPLOY_KEY, e)
             return
         self.lc.deploy_sent = True
         deployed = [{'format': models[0].get('format', ''), 'url': url}]
-        self._append('Deploy', 'Ready', condition_data(input_={'models': deployed}), from_lc=True)
+        deploy_ready = condition_data(input_={'models': deployed})
+        self._append(Stage.DEPLOY, ConditionType.READY, deploy_ready, from_lc=True)

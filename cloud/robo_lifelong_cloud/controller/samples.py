@@ -14,7 +14,7 @@ from collections.abc import Mapping, Sequence
 from dataclasses import dataclass, field
 from typing import Any
 
-from robo_lifelong.transfer.storage import join, open_storage
+from robo_lifelong.transfer.storage import S3Config, join, open_storage, parent_of
 
 MAX_EVAL_BATCHES = 5
 
@@ -36,7 +36,7 @@ def sample_lines(data: bytes, fmt: str) -> tuple[list[str], str | None]:
 
 def url_prefix(dataset_url: str) -> str:
     """Directory of the dataset URL with the trailing ``/`` (LC's URLPrefix)."""
-    return posixpath.dirname(dataset_url) + '/'
+    return parent_of(dataset_url) + '/'
 
 
 def index_tokens(lines: Sequence[str]) -> list[str]:
@@ -102,13 +102,13 @@ def write_round(
     dataset_url: str,
     fmt: str,
     header: str | None,
-    environ: Mapping[str, str],
+    s3: S3Config,
 ) -> tuple[str, str]:
     """Write the round's list under ``O/data/<kind>/<r>/``; returns ``(dataURL, dataIndexURL)``.
 
     ``dataIndexURL`` is ``''`` unless the dataset is on S3 and in txt format.
     """
-    store = open_storage(join(output_dir, 'data', kind, str(round_)), environ)
+    store = open_storage(join(output_dir, 'data', kind, str(round_)), s3)
     csv = fmt.lower() == 'csv'
     body = ([header] if csv and header is not None else []) + list(lines)
     name = 'data.csv' if csv else 'data.txt'

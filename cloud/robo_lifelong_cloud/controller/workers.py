@@ -42,6 +42,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
+from robo_lifelong.transfer.storage import S3Config
 from robo_lifelong_cloud.controller.conditions import Phase
 
 log = logging.getLogger(__name__)
@@ -158,7 +159,7 @@ def worker_env(
     name: str,
     lc_server: str,
     dataset_url: str,
-    s3_env: Mapping[str, str],
+    s3: S3Config,
     kb_server: str = DEFAULT_KB_SERVER,
     view: PodView | None = None,
 ) -> dict[str, str]:
@@ -192,7 +193,7 @@ def worker_env(
         env['MODEL_URLS'] = ';'.join(seen(url) for url in stage.model_urls)
         urls.extend(stage.model_urls)
     if any(url.startswith('s3://') for url in urls):
-        env.update(s3_env)
+        env.update(s3.to_environ())
     if view is not None and any(url and _host_path(url) for url in urls):
         env['DATA_PATH_PREFIX'] = str(view.root)
     return env

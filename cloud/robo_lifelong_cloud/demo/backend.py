@@ -14,12 +14,12 @@ import shutil
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.transfer.storage import open_storage
+from robo_lifelong.transfer.storage import S3Config, open_storage
 from robo_lifelong_cloud.controller.manifests import Manifests, Secret
 from robo_lifelong_cloud.seaweedfs import SeaweedS3
 
@@ -32,24 +32,27 @@ S3_VARIABLES = ('S3_ENDPOINT_URL', 'ACCESS_KEY_ID', 'SECRET_ACCESS_KEY')
 class Backend:
     storage_url: str  # the Dataset's directory = the bridge's storage root
     output_dir: str  # the job's outputDir
-    environ: dict[str, str] = field(default_factory=dict)  # S3 endpoint and keys; {} locally
+    s3: S3Config | None = None  # S3 endpoint and keys; None for local storage
 
     def storage(self, url: str | None = None):
-        return open_storage(url or self.storage_url, self.environ or None)
+        return open_storage(url or self.storage_url, self.s3)
 
 
 def with_credentials(manifests: Manifests, backend: Backend) -> Manifests:
     """The manifests with the ``s3-cred`` Secret for ``backend`` (unchanged for local storage)."""
-    if not backend.environ:
+    if backend.s3 is None:
         return manifests
-    endpoint = urlsplit(backend.environ['S3_ENDPOINT_URL'])
+    endpoint = urlsplit(backend.s3.endpoint_url)
     secret = Secret(
         SECRET_NAME,
         {
             's3-endpoint': endpoint.netloc,
             's3-usehttps': '1' if endpoint.scheme == 'https' else '0',
         },
-        {k: backend.environ[k] for k in ('ACCESS_KEY_ID', 'SECRET_ACCESS_KEY')},
+        {
+            'ACCESS_KEY_ID': backend.s3.access_key_id,
+            'SECRET_ACCESS_KEY': backend.s3.secret_access_key,
+        },
     )
     dataset, job = copy.deepcopy(manifests.dataset), copy.deepcopy(manifests.job)
     dataset['spec']['credentialName'] = job['spec']['credentialName'] = SECRET_NAME
@@ -78,12 +81,11 @@ def open_backend(kind: str, out: Path) -> Iterator[Backend]:
         missing = [k for k in S3_VARIABLES if not os.environ.get(k)]
         if missing:
             raise ConfigError(f'S3_ENDPOINT_URL is set but {", ".join(missing)} not')
-        environ = {k: os.environ[k] for k in S3_VARIABLES}
         base = f's3://{BUCKET}/demo-{run}'
-        yield Backend(f'{base}/data', f'{base}/out', environ)
+        yield Backend(f'{base}/data', f'{base}/out', S3Config.from_environ(os.environ))
         return
     shutil.rmtree(out / 'seaweedfs', ignore_errors=True)  # each run starts empty
     with SeaweedS3(out / 'seaweedfs') as server:
         server.make_bucket(BUCKET)
         base = f's3://{BUCKET}/demo-{run}'
-        yield Backend(f'{base}/data', f'{base}/out', dict(server.env))
+        yield Backend(f'{base}/data', f'{base}/out', S3Config.from_environ(server.env))

@@ -33,8 +33,8 @@ from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import write_dataset
 from robo_lifelong.sim.tasks import KNOWN_TASKS
 from robo_lifelong.transfer import model_store
-from robo_lifelong.transfer.storage import join
-from robo_lifelong_cloud.controller.conditions import last
+from robo_lifelong.transfer.storage import S3Config, join
+from robo_lifelong_cloud.controller.conditions import ConditionType, Stage, last
 from robo_lifelong_cloud.controller.manifests import load_manifests, with_overrides
 from robo_lifelong_cloud.controller.runner import DEPLOY_KEY, Controller, ControllerConfig
 from robo_lifelong_cloud.demo import timeline
@@ -87,8 +87,9 @@ class DemoConfig:
 
     @property
     def timeout_s(self) -> float:
-        # A stall guard per stage, not a speed target: the quick run's first training takes ~40 s
-        # on an idle 2-core machine and was seen to take > 220 s with both cores busy.
+        # A stall guard, not a speed target: waiting for a deploy it counts from the job's last
+        # progress (condition or training epoch). The quick run's first training takes ~40 s on
+        # an idle 2-core machine and took > 600 s in all with the machine loaded ~8 times over.
         return 600.0
 
 
@@ -101,7 +102,7 @@ class DemoPaths:
     robot: Path
     drives: tuple[Path, Path]  # observer output of the drive before and after the update
 
-    environ: dict[str, str]  # S3 endpoint and keys; {} for local storage
+    s3: S3Config | None  # S3 endpoint and keys; None for local storage
 
     @classmethod
     def make(cls, out: Path, backend: Backend) -> DemoPaths:
@@ -112,7 +113,7 @@ class DemoPaths:
             out / 'state',
             out / 'robot',
             (out / 'drive_before', out / 'drive_after'),
-            backend.environ,
+            backend.s3,
         )
 
 
@@ -193,20 +194,26 @@ class JobRunner:
         return sum(
             1
             for c in list(self.controller.conditions)
-            if (c['stage'], c['type']) == ('Deploy', 'Ready')
+            if (c['stage'], c['type']) == (Stage.DEPLOY, ConditionType.READY)
         )
 
-    def _report_progress(self) -> None:
+    def _report_progress(self) -> bool:
+        """Say what is new (job conditions, the last training epoch); True if anything was."""
+        seen_before, epoch_before = self._seen, self._epoch_line
+        self._say_progress()
+        return (self._seen, self._epoch_line) != (seen_before, epoch_before)
+
+    def _say_progress(self) -> None:
         conditions = list(self.controller.conditions)
         for c in conditions[self._seen :]:
             reason = f' ({c.get("message") or c.get("reason")})' if c.get('reason') else ''
             self.progress.say(f'job: {c["stage"]}/{c["type"]}{reason}')
-            if c['type'] == 'Failed':
-                self.progress.say(f'worker log: {self._worker_log(c["stage"])}')
+            if c['type'] == ConditionType.FAILED:
+                self.progress.say(f'worker log: {self._worker_log(Stage(c["stage"]))}')
         self._seen = len(conditions)
-        worker = self.controller.worker('Train')
+        worker = self.controller.worker(Stage.TRAIN)
         state = last(conditions)
-        if worker is None or state != ('Train', 'Running'):
+        if worker is None or state != (Stage.TRAIN, ConditionType.RUNNING):
             return
         log_path = self.controller.state.log_dir / f'{worker.name}.log'
         try:
@@ -221,18 +228,24 @@ class JobRunner:
                 f'training: epoch {m.group(1)}, loss {m.group(2)}, val mIoU {m.group(3)}'
             )
 
-    def _worker_log(self, stage: str) -> str:
+    def _worker_log(self, stage: Stage) -> str:
         worker = self.controller.worker(stage)
         return str(self.controller.state.log_dir / f'{worker.name}.log') if worker else '(none)'
 
     def wait_deployed(self, count: int, timeout_s: float, robot: Robot | None = None) -> None:
-        """Until ``count`` deploys happened and the job is back in Train/Waiting."""
+        """Until ``count`` deploys happened and the job is back in Train/Waiting.
+
+        ``timeout_s`` is a stall guard: it counts from the last progress (a new job condition or
+        training epoch), so a loaded machine that trains slowly is never cut off.
+        """
         deadline = time.monotonic() + timeout_s
         failures_before = self._failures()
         while True:
-            self._report_progress()
+            if self._report_progress():
+                deadline = time.monotonic() + timeout_s
             conditions = list(self.controller.conditions)
-            if self.deploys() >= count and last(conditions) == ('Train', 'Waiting'):
+            back_to_train = last(conditions) == (Stage.TRAIN, ConditionType.WAITING)
+            if self.deploys() >= count and back_to_train:
                 return
             if self._failures() > failures_before:
                 raise DemoError(
@@ -242,13 +255,15 @@ class JobRunner:
                 robot.check()
             if time.monotonic() > deadline:
                 raise DemoError(
-                    f'no deploy #{count} within {timeout_s:.0f} s; job at {last(conditions)}, '
+                    f'no deploy #{count}: no progress for {timeout_s:.0f} s; '
+                    f'job at {last(conditions)}, '
                     f'samples {self.controller.dataset.get("status", {})}'
                 )
             time.sleep(0.5)
 
     def _failures(self) -> int:
-        return sum(1 for c in list(self.controller.conditions) if c['type'] == 'Failed')
+        conditions = list(self.controller.conditions)
+        return sum(1 for c in conditions if c['type'] == ConditionType.FAILED)
 
 
 def _fresh(paths: DemoPaths) -> None:
@@ -266,7 +281,7 @@ def _ground_truth_frames(robot: Robot) -> int:
 
 def deployed_version(paths: DemoPaths) -> str:
     """``model/version`` of the package the deploy pointer names (model_watch's format)."""
-    pointer = model_store.read_pointer(join(paths.output_dir, DEPLOY_KEY), paths.environ or None)
+    pointer = model_store.read_pointer(join(paths.output_dir, DEPLOY_KEY), paths.s3)
     return f'v{pointer.version}-{pointer.content_hash[:12]}'
 
 
@@ -317,7 +332,7 @@ def drive(robot: Robot, out_dir: Path, version: str, progress: Progress, timeout
 def _initial_dataset(cfg: DemoConfig, backend: Backend, progress: Progress) -> int:
     camera = CameraModel(width=cfg.width, height=cfg.height)
     tasks = list(KNOWN_TASKS)
-    if not backend.environ:
+    if backend.s3 is None:
         return write_dataset(Path(backend.storage_url), tasks, cfg.frames_per_task, 0, camera)
     local = cfg.out / 'initial_dataset'
     shutil.rmtree(local, ignore_errors=True)
@@ -353,7 +368,7 @@ def _cycle(cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progre
         width=cfg.width,
         height=cfg.height,
         rate_hz=cfg.rate_hz,
-        storage_environ=backend.environ,
+        s3=backend.s3,
     )
     job = JobRunner(paths, backend, progress)
     counts: dict = {}

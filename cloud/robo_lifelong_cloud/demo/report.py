@@ -27,6 +27,7 @@ from robo_lifelong.sim.ground_truth import GroundTruthStore  # noqa: E402
 from robo_lifelong.sim.tasks import KNOWN_TASKS, TASKS, UNSEEN_TASKS  # noqa: E402
 from robo_lifelong.transfer import model_store  # noqa: E402
 from robo_lifelong.transfer.storage import join, open_storage  # noqa: E402
+from robo_lifelong_cloud.controller.conditions import ConditionType, Stage  # noqa: E402
 from robo_lifelong_cloud.controller.runner import DEPLOY_KEY  # noqa: E402
 from robo_lifelong_cloud.controller.status import StateDir  # noqa: E402
 from robo_lifelong_cloud.demo.analysis import Drive, analyse_drive, class_iou, task_miou  # noqa: E402
@@ -44,7 +45,8 @@ def outcome(before: Drive, after: Drive, conditions: list[dict[str, Any]]) -> di
     miou_b, miou_a = task_miou(before), task_miou(after)
     old = [t for t in miou_b if t in miou_a and t in KNOWN_TASKS]
     drops = {t: round(100 * (miou_b[t] - miou_a[t]), 2) for t in old}
-    trainings = sum(1 for c in conditions if (c['stage'], c['type']) == ('Train', 'Completed'))
+    trained = (Stage.TRAIN, ConditionType.COMPLETED)
+    trainings = sum(1 for c in conditions if (c['stage'], c['type']) == trained)
     result = {
         'model_before': before.version,
         'model_after': after.version,
@@ -254,10 +256,11 @@ def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: d
 
 
 def _decision(paths: DemoPaths, conditions: list[dict[str, Any]]) -> dict | None:
-    rounds = sum(1 for c in conditions if (c['stage'], c['type']) == ('Eval', 'Completed'))
+    evaluated = (Stage.EVAL, ConditionType.COMPLETED)
+    rounds = sum(1 for c in conditions if (c['stage'], c['type']) == evaluated)
     if not rounds:
         return None
-    storage = open_storage(paths.output_dir, paths.environ or None)
+    storage = open_storage(paths.output_dir, paths.s3)
     return json.loads(storage.read_bytes(f'eval/{rounds}/decision.json'))
 
 
@@ -273,12 +276,11 @@ def write_report(cfg: DemoConfig, paths: DemoPaths, counts: dict) -> dict[str, A
     conditions = job.get('status', {}).get('conditions', [])
     result = outcome(before, after, conditions)
     cache = out / 'models'
-    environ = paths.environ or None
     models = {
         'before': model_store.open_model(
-            join(paths.output_dir, 'train/1/index.json'), cache, environ
+            join(paths.output_dir, 'train/1/index.json'), cache, paths.s3
         ),
-        'after': model_store.open_model(join(paths.output_dir, DEPLOY_KEY), cache, environ),
+        'after': model_store.open_model(join(paths.output_dir, DEPLOY_KEY), cache, paths.s3),
     }
     route_plot(before, after, out / 'route.png')
     miou_plot(before, after, out / 'miou.png')

@@ -13,8 +13,7 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Mapping
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
@@ -23,6 +22,7 @@ import yaml
 from robo_lifelong.errors import RoboLifelongError
 from robo_lifelong.io.dds import profile_environ
 from robo_lifelong.sim.route import parse_schedule
+from robo_lifelong.transfer.storage import S3Config
 
 log = logging.getLogger(__name__)
 
@@ -46,7 +46,7 @@ class RobotConfig:
     rate_hz: float = 15.0
     seed: int = 0
     collect_min_interval_s: float = 0.5  # one sample per half second on an unseen stretch
-    storage_environ: Mapping[str, str] = field(default_factory=dict)  # S3 endpoint and keys
+    s3: S3Config | None = None  # S3 endpoint and keys of the bridge; None for local storage
 
     @property
     def spool_dir(self) -> Path:
@@ -85,8 +85,7 @@ def node_parameters(cfg: RobotConfig) -> dict[str, dict[str, Any]]:
         },
         'perception': {
             **common,
-            # the bridge's install directory too: a model/update announced before perception
-            # subscribed is still found
+            # the bridge's install directory: its current.json names the model to run
             'model_watch_dir': str(cfg.models_dir),
             'collect_min_interval_s': cfg.collect_min_interval_s,
             'publish_overlay': False,  # nobody watches it in the demo; saves a core's time
@@ -151,7 +150,8 @@ class Robot:
         self.cfg = cfg
         self.params = write_params(cfg)
         env = profile_environ()
-        env.update(cfg.storage_environ)
+        if cfg.s3 is not None:  # the bridge reads them from its environment
+            env.update(cfg.s3.to_environ())
         env.update(ROS_DOMAIN_ID=str(cfg.domain_id), PYTHONUNBUFFERED='1')
         env.setdefault('AMENT_PREFIX_PATH', sys.prefix)
         self.env = env

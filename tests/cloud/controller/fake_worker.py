@@ -15,7 +15,7 @@ import sys
 import time
 import urllib.request
 
-from robo_lifelong.transfer.storage import open_storage
+from robo_lifelong.transfer.storage import S3Config, open_storage
 
 kind = sys.argv[1]
 mode = os.environ.get('FAKE_MODE', 'ok')
@@ -64,7 +64,7 @@ def host(url):
     return url[len(prefix) :] if prefix and url.startswith(prefix + '/') else url
 
 
-store = open_storage(os.environ['OUTPUT_URL'], os.environ)  # a host path or s3:// URL
+store = open_storage(os.environ['OUTPUT_URL'], S3Config.from_environ(os.environ))  # path or s3://
 models = ';'.join(host(u) for u in os.environ.get('MODEL_URLS', '').split(';') if u)
 artefact = {'kind': kind, 'worker': name, 'models': models}
 store.write_bytes('index.pkl', json.dumps(artefact).encode())

@@ -3,15 +3,20 @@
 from __future__ import annotations
 
 import json
+from datetime import datetime, timezone
 
 import pytest
+import yaml
 
 from robo_lifelong_cloud.controller.conditions import (
+    ConditionType,
     DataError,
     Phase,
+    Stage,
     condition_data,
     gm_step,
     knowledge_base,
+    last,
     latest_output_models,
     make_condition,
     model_urls,
@@ -143,3 +148,24 @@ def test_knowledge_base() -> None:
     }
     assert kb['AIClasses'] == {'numberOfAIClasses': 1, 'listOfAIClasses': ['road']}
     assert kb['samples'] == {'numberOfLabeledUnseenSample': 7, 'numberOfUnseenSample': 0}
+
+
+def test_stages_and_types_are_the_strings_sedna_writes() -> None:
+    # Sedna's LLJobStage and LLJobStageConditionType (PROTOCOL.md §1.3): what GM and kubectl see
+    assert [s.value for s in Stage] == ['Train', 'Eval', 'Deploy']
+    assert [t.value for t in ConditionType] == [
+        'Waiting',
+        'Ready',
+        'Starting',
+        'Running',
+        'Completed',
+        'Failed',
+    ]
+    condition = make_condition(Stage.EVAL, ConditionType.READY)
+    assert type(condition['stage']) is str and type(condition['type']) is str  # YAML-safe
+    assert yaml.safe_dump(condition).count('Eval') == 1
+    at = datetime(2026, 1, 2, 3, 4, 5, tzinfo=timezone.utc)
+    typed = make_condition(Stage.EVAL, ConditionType.READY, now=at)
+    assert json.dumps(typed) == json.dumps(make_condition('Eval', 'Ready', now=at))
+    assert last([condition]) == (Stage.EVAL, ConditionType.READY) == ('Eval', 'Ready')
+    assert f'{Stage.DEPLOY}/{ConditionType.FAILED}' == 'Deploy/Failed'  # log lines, annotations

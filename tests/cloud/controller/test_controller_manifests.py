@@ -145,16 +145,16 @@ def test_secret_data_and_s3_environment(tmp_path: Path) -> None:
         'SECRET_ACCESS_KEY': base64.b64encode(b'sk').decode(),
     }
     manifests = load_manifests([_write(tmp_path, docs)])
-    assert manifests.secrets['s3-cred'].s3_environ() == {
+    assert manifests.secrets['s3-cred'].s3_config().to_environ() == {
         'S3_ENDPOINT_URL': 'http://127.0.0.1:8333',
         'ACCESS_KEY_ID': 'ak',
         'SECRET_ACCESS_KEY': 'sk',
     }
     del secret['metadata']['annotations']['s3-usehttps']
     manifests = load_manifests([_write(tmp_path, docs)])
-    assert manifests.secrets['s3-cred'].s3_environ()['S3_ENDPOINT_URL'].startswith('https://')
+    assert manifests.secrets['s3-cred'].s3_config().endpoint_url.startswith('https://')
     del secret['metadata']['annotations']['s3-endpoint']
-    assert load_manifests([_write(tmp_path, docs)]).secrets['s3-cred'].s3_environ() == {}
+    assert load_manifests([_write(tmp_path, docs)]).secrets['s3-cred'].s3_config() is None
 
 
 def test_overrides_are_checked() -> None:

@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from robo_lifelong.transfer.storage import S3Config
 from robo_lifelong_cloud.controller.samples import (
     MAX_EVAL_BATCHES,
     SampleState,
@@ -54,7 +55,7 @@ def test_at_most_five_eval_batches_are_retained_after_an_eval_trigger() -> None:
 def test_round_files_host_dataset(tmp_path: Path) -> None:
     lines = ['a/rgb/1.png a/label/1.png', 'a/rgb/2.png a/label/2.png']
     data_url, index_url = write_round(
-        str(tmp_path / 'out'), 'train', 3, lines, '/data/set/data.txt', 'txt', None, {}
+        str(tmp_path / 'out'), 'train', 3, lines, '/data/set/data.txt', 'txt', None, S3Config()
     )
     assert data_url == str(tmp_path / 'out/data/train/3/data.txt') and index_url == ''
     assert Path(data_url).read_text() == ''.join(line + '\n' for line in lines)
@@ -63,7 +64,7 @@ def test_round_files_host_dataset(tmp_path: Path) -> None:
 def test_round_files_s3_dataset_get_a_data_index(tmp_path: Path) -> None:
     lines = ['a/rgb/1.png a/depth/1.png a/label/1.png', 'noext token\tb/x.png']
     _, index_url = write_round(
-        str(tmp_path), 'eval', 1, lines, 's3://bucket/robo/data.txt', 'txt', None, {}
+        str(tmp_path), 'eval', 1, lines, 's3://bucket/robo/data.txt', 'txt', None, S3Config()
     )
     assert index_url == str(tmp_path / 'data/eval/1/dataIndex.txt')
     assert Path(index_url).read_text().splitlines() == [
@@ -77,5 +78,7 @@ def test_round_files_s3_dataset_get_a_data_index(tmp_path: Path) -> None:
 
 
 def test_csv_rounds_keep_the_header(tmp_path: Path) -> None:
-    data_url, _ = write_round(str(tmp_path), 'train', 1, ['1,2'], '/d/data.csv', 'csv', 'x,y', {})
+    data_url, _ = write_round(
+        str(tmp_path), 'train', 1, ['1,2'], '/d/data.csv', 'csv', 'x,y', S3Config()
+    )
     assert data_url.endswith('data.csv') and Path(data_url).read_text() == 'x,y\n1,2\n'

@@ -1,19 +1,18 @@
-"""sensor_msgs/Image <-> numpy, without needing ROS to read.
+"""sensor_msgs/Image <-> numpy, without needing ROS to read; depth images to millimetres.
 
 ``image_to_numpy`` works on any object with the Image fields (``height``, ``width``, ``encoding``,
 ``is_bigendian``, ``step``, ``data``), e.g. ROS 2 Python messages or rosbags-deserialised ones.
 It uses the real ``cv_bridge`` when a working one is importable (ROS installs on robots) and
 otherwise the converter below; both see the same validation, so bad input raises the same
-``ImageConversionError`` everywhere. ``numpy_to_image`` imports ``sensor_msgs`` only when called.
+``ImageConversionError`` everywhere. The way back, numpy -> ``sensor_msgs/Image``, builds a ROS
+message and so lives with the nodes (``nodes/images.py``).
 """
 
 from __future__ import annotations
 
-import array
 import functools
 import importlib
 import logging
-import sys
 from dataclasses import dataclass
 from typing import Any, Protocol
 
@@ -44,7 +43,6 @@ ENCODINGS: dict[str, PixelFormat] = {
     '16UC1': PixelFormat(np.dtype(np.uint16), 1),
     '32FC1': PixelFormat(np.dtype(np.float32), 1),
 }
-_NATIVE_BIG_ENDIAN = sys.byteorder == 'big'
 
 
 class ImageLike(Protocol):
@@ -145,48 +143,20 @@ def image_to_numpy(msg: ImageLike) -> np.ndarray:
     return pixels.astype(fmt.dtype)  # swaps bytes, keeping values
 
 
-def numpy_to_image(array_: np.ndarray, encoding: str, header: Any = None) -> Any:
-    """A ``sensor_msgs.msg.Image`` holding ``array_`` ((H, W) or (H, W, C) of the encoding's
-    dtype, any byte order or strides), with ``header`` (stamp, frame_id) copied in if given.
-
-    ``data`` is filled as an ``array.array('B')`` (one memcpy), which the generated message
-    setter stores as is; a list or ndarray is copied element by element, and with field checks
-    on (always on Humble) bytes are checked element by element: 100-1000x slower at 480x640 and
-    up (bench/bench_image_conversion.py). Raises ImageConversionError.
-    """
-    from sensor_msgs.msg import Image
-
-    fmt = pixel_format(encoding)
-    pixels = _checked_pixels(array_, encoding, fmt)
-    data = array.array('B')
-    data.frombytes(memoryview(pixels).cast('B'))
-    msg = Image()
-    if header is not None:
-        msg.header = header
-    msg.height, msg.width = int(pixels.shape[0]), int(pixels.shape[1])
-    msg.encoding = encoding
-    msg.is_bigendian = int(_NATIVE_BIG_ENDIAN)
-    msg.step = msg.width * fmt.bytes_per_pixel
-    msg.data = data
-    return msg
+MAX_DEPTH_MM = 65535  # the farthest range a 16UC1 depth image holds
 
 
-def _checked_pixels(array_: np.ndarray, encoding: str, fmt: PixelFormat) -> np.ndarray:
-    """``array_`` as a C-contiguous native-order array after checking it fits ``encoding``."""
-    if not isinstance(array_, np.ndarray):
-        raise ImageConversionError(f'expected a numpy array, got {type(array_).__name__!r}')
-    channel_dims = {(fmt.channels,)} if fmt.channels > 1 else {(), (1,)}
-    shape = array_.shape
-    if array_.ndim not in (2, 3) or shape[2:] not in channel_dims:
-        raise ImageConversionError(
-            f'array of shape {shape!r} does not fit encoding {encoding!r} '
-            f'({fmt.channels} channel(s))'
-        )
-    if array_.dtype.newbyteorder('=') != fmt.dtype:
-        raise ImageConversionError(
-            f'array dtype {str(array_.dtype)!r} does not fit encoding {encoding!r} '
-            f'(needs {str(fmt.dtype)!r})'
-        )
-    if shape[0] == 0 or shape[1] == 0:
-        raise ImageConversionError(f'empty image: shape {shape!r}')
-    return np.ascontiguousarray(array_, dtype=fmt.dtype)
+def depth_to_mm(depth: np.ndarray) -> tuple[np.ndarray, int]:
+    """(H, W) uint16 mm (``16UC1``) or float32 metres (``32FC1``) -> (H, W) uint16 mm (0 = no
+    return) and the number of non-finite or negative float values that became 0. A uint16 input
+    is returned as is. Raises ImageConversionError for another shape or dtype."""
+    if depth.ndim != 2:
+        raise ImageConversionError(f'depth must be (H, W), got {depth.shape!r}')
+    if depth.dtype == np.uint16:
+        return depth, 0
+    if depth.dtype != np.float32:
+        raise ImageConversionError(f'depth dtype {depth.dtype} is not uint16 or float32')
+    valid = np.isfinite(depth) & (depth > 0.0)
+    mm = np.where(valid, np.rint(depth * 1000.0), 0.0)
+    bad = int(depth.size - np.count_nonzero(valid | (depth == 0.0)))
+    return np.clip(mm, 0, MAX_DEPTH_MM).astype(np.uint16), bad

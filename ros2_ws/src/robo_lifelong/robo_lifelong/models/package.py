@@ -191,8 +191,9 @@ def _manifest_bytes(manifest: Mapping[str, Any]) -> bytes:
     return json.dumps(manifest, indent=1, sort_keys=True, allow_nan=False).encode('utf-8') + b'\n'
 
 
-def load_package(directory: str | os.PathLike) -> ModelPackage:
-    """Read and verify a package directory: files present, schema valid, hashes match."""
+def read_package(directory: str | os.PathLike) -> ModelPackage:
+    """Read a package whose files were verified when it was installed: files present, schema
+    valid, no hashes taken (the robot's bridge verifies each package once, ``load_package``)."""
     path = Path(directory)
     for name in (MANIFEST_FILE, MODEL_FILE):
         if not (path / name).is_file():
@@ -203,6 +204,14 @@ def load_package(directory: str | os.PathLike) -> ModelPackage:
     except (UnicodeDecodeError, ValueError) as e:
         raise ModelPackageError(f'{where}: not valid JSON ({e})') from e
     validate_manifest(manifest, where)
+    return ModelPackage(path, manifest)
+
+
+def load_package(directory: str | os.PathLike) -> ModelPackage:
+    """Read and verify a package directory: files present, schema valid, hashes match."""
+    package = read_package(directory)
+    path, manifest = package.path, package.manifest
+    where = str(path / MANIFEST_FILE)
     actual = _sha256_file(path / MODEL_FILE)
     if actual != manifest['model_sha256']:
         raise ModelPackageError(
@@ -225,7 +234,7 @@ def load_package(directory: str | os.PathLike) -> ModelPackage:
             f'{where}: content_hash mismatch: manifest says {manifest["content_hash"]}, '
             f'its content hashes to {actual}'
         )
-    return ModelPackage(path, manifest)
+    return package
 
 
 # ---------------------------------------------------------------------------------------------

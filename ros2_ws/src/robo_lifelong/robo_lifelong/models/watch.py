@@ -1,22 +1,26 @@
-"""Hot model swap: verify a new model package off the frame path, then swap one reference.
+"""Hot model swap: load a new model package off the frame path, then swap one reference.
 
-A package is accepted only when it loads (files, schema, hashes: ``load_package``), onnxruntime
-builds a session for it, and a smoke inference on a fixed input gives labels of the right shape
-with class ids the package knows, finite logits and (if calibrated) a finite unseen score. All of
-that happens in the watcher's own thread; the frame path only ever reads ``ModelSlot.current()``
-once per frame, so a frame is processed entirely by the old model or entirely by the new one,
-never by a half-loaded one. A rejected package leaves the slot untouched.
+A package is accepted only when it loads (files and schema; the hashes too unless the robot's
+bridge verified it already), onnxruntime builds a session for it, and a smoke inference on a
+fixed input gives labels of the right shape with class ids the package knows, finite logits and
+(if calibrated) a finite unseen score. All of that happens in the watcher's own thread; the frame
+path only ever reads ``ModelSlot.current()`` once per frame, so a frame is processed entirely by
+the old model or entirely by the new one, never by a half-loaded one. A rejected package leaves
+the slot untouched.
 
-Packages come from ``request(path)`` (the ``model/update`` topic) and, optionally, a watched
-directory: either a package itself or a directory of package directories, of which the highest
-``version`` is taken. A candidate that was rejected is not retried until its manifest changes.
-The watcher thread is supervised (``supervision``): an unexpected exception (a loader or callback
-bug, a file vanishing mid-poll) is counted in ``health()`` and the thread carries on.
+Which model is current is one rule, ``ModelWatcher._step``: the record the bridge writes,
+``<models_dir>/current.json`` (``models.installed``), whenever there is one, at start and after
+every change of it, older versions included (a rollback); the package given at start
+(``initial``, verified in full: it did not come through the bridge) only while there is none.
+The record's package is trusted (the bridge hashed it once when installing it) and smoke-tested.
+A record whose package was rejected is not retried until the record changes. ``request(path)``
+loads one explicitly given package, verified in full. The watcher thread is supervised
+(``supervision``): an unexpected exception (a loader or callback bug, a file vanishing mid-poll)
+is counted in ``health()`` and the thread carries on.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import queue
@@ -28,7 +32,8 @@ from pathlib import Path
 import numpy as np
 
 from robo_lifelong.errors import ModelPackageError, RoboLifelongError
-from robo_lifelong.models.package import MANIFEST_FILE, ModelPackage, load_package
+from robo_lifelong.models.installed import CURRENT_FILE, parse_installed
+from robo_lifelong.models.package import ModelPackage, load_package, read_package
 from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong.supervision import FailureLog, Health, SupervisedThread, describe
 
@@ -90,9 +95,11 @@ def smoke_test(runtime: SegmentationRuntime) -> None:
         raise ModelPackageError(f'{where}: smoke inference gave a non-finite unseen score')
 
 
-def load_model(path: str | os.PathLike, threads: int = 2) -> LoadedModel:
-    """Load, verify and smoke-test the package at ``path``; ModelPackageError with the reason."""
-    package = load_package(path)
+def load_model(path: str | os.PathLike, threads: int = 2, verify: bool = True) -> LoadedModel:
+    """Load and smoke-test the package at ``path``, with its hashes checked unless ``verify`` is
+    False (a package the bridge verified when installing it); ModelPackageError with the
+    reason."""
+    package = load_package(path) if verify else read_package(path)
     runtime = SegmentationRuntime(package, threads)
     smoke_test(runtime)
     return LoadedModel(package, runtime, model_version(package))
@@ -120,40 +127,12 @@ class SwapEvent:
     reason: str  # why it was rejected, or '' when accepted
 
 
-def _manifest_key(path: Path) -> tuple[str, int, int] | None:
-    try:
-        st = (path / MANIFEST_FILE).stat()
-    except OSError:
-        return None
-    return (str(path), st.st_mtime_ns, st.st_size)
-
-
-def _declared_version(path: Path) -> int:
-    """The manifest's version without verifying anything (only to order candidates)."""
-    try:
-        return int(json.loads((path / MANIFEST_FILE).read_text('utf-8'))['version'])
-    except (OSError, ValueError, KeyError, TypeError):
-        return -1
-
-
-def watched_candidate(directory: Path) -> Path | None:
-    """The package ``directory`` holds: itself when it has a manifest, else its sub-directory
-    with the highest declared version (ties: the newest manifest)."""
-    if (directory / MANIFEST_FILE).is_file():
-        return directory
-    try:
-        subdirs = [p for p in directory.iterdir() if (p / MANIFEST_FILE).is_file()]
-    except OSError:
-        return None
-    if not subdirs:
-        return None
-    return max(subdirs, key=lambda p: (_declared_version(p), (p / MANIFEST_FILE).stat().st_mtime))
-
-
 class ModelWatcher:
-    """Loads requested packages (and polls ``watch_dir``) in a thread; swaps ``slot`` on success.
+    """Loads the model ``models_dir``'s record names (or, while there is none, ``initial``) and
+    requested packages in a thread; swaps ``slot`` on success (module doc: the rule).
 
     ``on_event`` is called from the watcher thread after every accepted or rejected package.
+    ``loader(path, threads, verify)`` is ``load_model`` unless a test replaces it.
     """
 
     def __init__(
@@ -161,18 +140,21 @@ class ModelWatcher:
         slot: ModelSlot,
         on_event: Callable[[SwapEvent], None],
         threads: int = 2,
-        watch_dir: str | os.PathLike | None = None,
+        models_dir: str | os.PathLike | None = None,
         poll_s: float = 2.0,
-        loader: Callable[[str, int], LoadedModel] = load_model,
+        loader: Callable[[str, int, bool], LoadedModel] = load_model,
+        initial: str | os.PathLike | None = None,
     ) -> None:
         self.slot = slot
         self.on_event = on_event
         self.threads = threads
-        self.watch_dir = Path(watch_dir) if watch_dir else None
+        self.models_dir = Path(models_dir) if models_dir else None
         self.poll_s = poll_s
         self._loader = loader
+        self._initial = str(initial) if initial else None
         self._requests: queue.Queue[str | None] = queue.Queue()
-        self._tried: set[tuple[str, int, int]] = set()
+        self._record_seen: bytes | None = None  # the record last acted on
+        self._started = False
         self._stop = threading.Event()
         self._thread = SupervisedThread(
             'model-watch',
@@ -196,32 +178,59 @@ class ModelWatcher:
         self._thread.join(timeout)
 
     def _step(self) -> None:
+        if not self._started:
+            # the rule at start: the record if there is one (and its model loads), else initial
+            self._started = True
+            if not self._poll() and self._initial is not None:
+                self._try(self._initial, verify=True)
+            return
         try:
-            path = self._requests.get(timeout=self.poll_s if self.watch_dir else None)
+            path = self._requests.get(timeout=self.poll_s if self.models_dir else None)
         except queue.Empty:
             self._poll()
             return
         if path is not None:
-            self._try(path)
+            self._try(path, verify=True)
 
-    def _poll(self) -> None:
-        candidate = watched_candidate(self.watch_dir) if self.watch_dir else None
-        if candidate is None:
-            return
-        key = _manifest_key(candidate)
-        if key is None or key in self._tried:
-            return
-        self._tried.add(key)
-        self._try(str(candidate))
+    def _poll(self) -> bool:
+        """Act on the record if it changed since the last look; True if the model it names is
+        the one in use now."""
+        if self.models_dir is None:
+            return False
+        where = self.models_dir / CURRENT_FILE
+        try:
+            data = where.read_bytes()
+        except FileNotFoundError:
+            return False
+        if data == self._record_seen:
+            return False
+        self._record_seen = data
+        try:
+            record = parse_installed(data, str(where))
+        except RoboLifelongError as e:
+            log.warning('%s rejected: %s', where, e)
+            self.on_event(SwapEvent(str(where), False, None, str(e)))
+            return False
+        current = self.slot.current()
+        if current is not None and current.package.content_hash == record.content_hash:
+            return True
+        return self._try(str(record.package_dir(self.models_dir)), False, record.content_hash)
 
-    def _try(self, path: str) -> None:
+    def _try(self, path: str, verify: bool, content_hash: str | None = None) -> bool:
+        """Load ``path`` (expecting ``content_hash`` if given) and swap it in; True if it is
+        the model in use afterwards."""
         current = self.slot.current()
         try:
-            model = self._loader(path, self.threads)
+            model = self._loader(path, self.threads, verify)
+            if content_hash is not None and model.package.content_hash != content_hash:
+                raise ModelPackageError(
+                    f'{path}: holds content_hash {model.package.content_hash}, '
+                    f'{CURRENT_FILE} names {content_hash}'
+                )
         except (RoboLifelongError, OSError) as e:
             log.warning('model package %s rejected: %s', path, e)
             self.on_event(SwapEvent(path, False, None, str(e)))
-            return
+            return False
         except Exception as e:
             # a bug or an error nobody mapped: still a rejection the node must hear of, and a
             # failure of this thread for its supervisor to count and log with the traceback
@@ -229,7 +238,8 @@ class ModelWatcher:
             raise
         if current is not None and model.package.content_hash == current.package.content_hash:
             log.info('model package %s is the model in use (%s): no swap', path, model.version)
-            return
+            return True
         self.slot.swap(model)
         log.info('model swapped to %s from %s', model.version, path)
         self.on_event(SwapEvent(path, True, model.version, ''))
+        return True

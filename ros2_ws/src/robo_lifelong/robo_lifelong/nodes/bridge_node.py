@@ -1,11 +1,13 @@
 """bridge: the robot's single gateway to the cloud. Samples up (spool -> storage, then the
-unlabeled index), models down (deploy pointer -> verified package in ``models_dir``).
+unlabeled index), models down (deploy pointer -> package verified once, installed in
+``models_dir`` and made current in ``models_dir/current.json``, the record the perception node
+loads from; ``model/update`` only tells people and tools which package became current).
 
 Uploads and model downloads run in two supervised worker threads (``supervision``), so the
 executor only publishes status; a ``unseen/sample`` event wakes the uploader at once instead of at
 the next poll. No exception ends a worker: each is counted, reported (last error, failures in a
 row, total) in bridge/status and /diagnostics, backed off and retried; a worker that is not alive
-anyway is a /diagnostics ERROR naming it. Parameters: see ``_declare``. Credentials come only from
+anyway is a /diagnostics ERROR naming it. Parameters: ``BridgeConfig``. Credentials come only from
 the environment (Sedna's ``S3_ENDPOINT_URL``, ``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY`` or the AWS
 variables) and are scrubbed from anything published or logged.
 """
@@ -18,22 +20,22 @@ import queue
 import sys
 import threading
 import time
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, field, replace
 from datetime import datetime, timezone
 
 from diagnostic_msgs.msg import DiagnosticArray, DiagnosticStatus, KeyValue
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from std_msgs.msg import String
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.nodes.qos import LATCHED_QOS
+from robo_lifelong.nodes.parameters import declare_config
+from robo_lifelong.nodes.qos import LATCHED_QOS, RELIABLE_QOS
 from robo_lifelong.nodes.spin import run
+from robo_lifelong.parameters import param
 from robo_lifelong.supervision import FailureLog, Health, Level, SupervisedThread, health_summary
 from robo_lifelong.transfer.model_sync import ModelSync, first_model_url
 from robo_lifelong.transfer.spool import Spool
-from robo_lifelong.transfer.storage import open_storage
+from robo_lifelong.transfer.storage import S3Config, open_storage
 from robo_lifelong.transfer.uploader import (
     UNLABELED_INDEX,
     UPLOAD_S3_ATTEMPTS,
@@ -44,7 +46,6 @@ from robo_lifelong.transfer.uploader import (
 STATUS_TOPIC = 'bridge/status'
 MODEL_UPDATE_TOPIC = 'model/update'
 SAMPLE_EVENT_TOPIC = 'unseen/sample'
-RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _SECRET_VARIABLES = (
     'SECRET_ACCESS_KEY',
     'ACCESS_KEY_ID',
@@ -59,18 +60,51 @@ _JOIN_TIMEOUT_S = 10.0
 
 @dataclass(frozen=True)
 class BridgeConfig:
-    spool_dir: str
-    storage_url: str
-    robot_id: str
-    index_key: str
-    model_url: str  # deploy pointer or package URL; '' disables model sync
-    models_dir: str
-    upload_poll_s: float
-    model_poll_s: float
-    status_period_s: float
-    bandwidth_limit_bytes_per_s: int
-    parallel_uploads: int
-    backoff_max_s: float
+    """The node's settings, each field a ROS parameter of that name, all read at start; the
+    upload defaults are ``UploadConfig``'s."""
+
+    spool_dir: str = field(
+        default='spool', metadata=param('sample spool the perception node fills')
+    )
+    storage_url: str = field(
+        default='storage',
+        metadata=param('s3://bucket/prefix or a local directory (dataset root)'),
+    )
+    robot_id: str = field(
+        default='robot', metadata=param('robot id in storage keys and diagnostics')
+    )
+    index_key: str = field(
+        default=UNLABELED_INDEX,
+        metadata=param('unlabeled sample index, relative to storage_url'),
+    )
+    model_url: str = field(
+        default='',
+        metadata=param(
+            "deploy pointer (Sedna's <outputDir>/deploy/index.pkl) or package "
+            'URL; empty: the MODEL_URLS environment variable; both empty: no model sync'
+        ),
+    )
+    models_dir: str = field(
+        default='models', metadata=param('where verified packages are installed')
+    )
+    upload_poll_s: float = field(
+        default=1.0, metadata=param('spool check period when idle (s)', low=0.0)
+    )
+    model_poll_s: float = field(
+        default=10.0, metadata=param('deploy pointer poll period (s)', low=0.0)
+    )
+    status_period_s: float = field(default=1.0, metadata=param('diagnostics period (s)', low=0.0))
+    bandwidth_limit_bytes_per_s: int = field(
+        default=int(UploadConfig.bandwidth_bytes_per_s),
+        metadata=param('average upload rate limit, bytes/s; 0: none', low=0),
+    )
+    parallel_uploads: int = field(
+        default=UploadConfig.parallel, metadata=param('concurrent sample uploads', low=1)
+    )
+    backoff_max_s: float = field(
+        default=UploadConfig.backoff_max_s,
+        metadata=param('longest wait between retries (s)', low=0.0),
+    )
 
     def __post_init__(self) -> None:
         for name in ('upload_poll_s', 'model_poll_s', 'status_period_s', 'backoff_max_s'):
@@ -83,6 +117,7 @@ class BridgeNode(Node):
         super().__init__('bridge')
         self.config = self._declare()
         self._secrets = [v for k in _SECRET_VARIABLES if len(v := os.environ.get(k, '')) >= 4]
+        s3 = S3Config.from_environ(os.environ)  # read once: uploads and model sync share it
         self.spool = Spool(self.config.spool_dir, _READER_BOUND, _READER_BOUND)
         upload_config = UploadConfig(
             robot_id=self.config.robot_id,
@@ -93,12 +128,12 @@ class BridgeNode(Node):
         )
         self.uploader = Uploader(
             self.spool,
-            open_storage(self.config.storage_url, attempts=UPLOAD_S3_ATTEMPTS),
+            open_storage(self.config.storage_url, s3, attempts=UPLOAD_S3_ATTEMPTS),
             upload_config,
             FailureLog('bridge-upload', self.get_logger(), self._scrub),
         )
         self.model_sync = (
-            ModelSync(self.config.model_url, self.config.models_dir)
+            ModelSync(self.config.model_url, self.config.models_dir, s3)
             if self.config.model_url
             else None
         )
@@ -110,7 +145,8 @@ class BridgeNode(Node):
         self._wake = threading.Event()
         self.diagnostics_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
         self.status_pub = self.create_publisher(String, STATUS_TOPIC, 10)
-        # latched: a perception node that starts later still learns of the newest package
+        # an announcement, not a delivery: perception follows models_dir/current.json; latched,
+        # so an observer that starts later still hears of the newest package
         self.model_pub = self.create_publisher(String, MODEL_UPDATE_TOPIC, LATCHED_QOS)
         self.create_subscription(String, SAMPLE_EVENT_TOPIC, self._on_sample, RELIABLE_QOS)
         self.create_timer(self.config.status_period_s, self._publish_status)
@@ -141,39 +177,12 @@ class BridgeNode(Node):
             f'{self.config.storage_url}; models from {self.config.model_url or "(disabled)"}'
         )
 
-    def _param(self, name: str, default, description: str):
-        descriptor = ParameterDescriptor(description=description, read_only=True)
-        return self.declare_parameter(name, default, descriptor).value
-
     def _declare(self) -> BridgeConfig:
-        model_url = self._param(
-            'model_url',
-            '',
-            "deploy pointer (Sedna's <outputDir>/deploy/index.pkl) or package "
-            'URL; empty: the MODEL_URLS environment variable; both empty: no model sync',
-        )
-        return BridgeConfig(
-            spool_dir=self._param('spool_dir', 'spool', 'sample spool the perception node fills'),
-            storage_url=self._param(
-                'storage_url', 'storage', 's3://bucket/prefix or a local directory (dataset root)'
-            ),
-            robot_id=self._param('robot_id', 'robot', 'robot id in storage keys and diagnostics'),
-            index_key=self._param(
-                'index_key', UNLABELED_INDEX, 'unlabeled sample index, relative to storage_url'
-            ),
-            model_url=model_url or first_model_url(os.environ.get('MODEL_URLS', '')),
-            models_dir=self._param(
-                'models_dir', 'models', 'where verified packages are installed'
-            ),
-            upload_poll_s=self._param('upload_poll_s', 1.0, 'spool check period when idle (s)'),
-            model_poll_s=self._param('model_poll_s', 10.0, 'deploy pointer poll period (s)'),
-            status_period_s=self._param('status_period_s', 1.0, 'diagnostics period (s)'),
-            bandwidth_limit_bytes_per_s=self._param(
-                'bandwidth_limit_bytes_per_s', 0, 'average upload rate limit, bytes/s; 0: none'
-            ),
-            parallel_uploads=self._param('parallel_uploads', 1, 'concurrent sample uploads'),
-            backoff_max_s=self._param('backoff_max_s', 30.0, 'longest wait between retries (s)'),
-        )
+        config = declare_config(self, BridgeConfig)
+        if config.model_url:
+            return config
+        # where Sedna's deploy worker names the model
+        return replace(config, model_url=first_model_url(os.environ.get('MODEL_URLS', '')))
 
     # -- worker threads -------------------------------------------------------------------------
 

@@ -15,26 +15,44 @@ import json
 import sys
 import threading
 import time
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO
 
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor
 from rclpy.node import Node
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, String
 
 from robo_lifelong.errors import ConfigError
 from robo_lifelong.io.image_conversion import image_to_numpy
-from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
+from robo_lifelong.nodes.parameters import declare_config
+from robo_lifelong.nodes.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from robo_lifelong.nodes.spin import run
+from robo_lifelong.parameters import param
 
 TIMELINE = 'timeline.jsonl'
-RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 _PNG_FAST = [cv2.IMWRITE_PNG_COMPRESSION, 1]
+
+
+@dataclass(frozen=True)
+class ObserverConfig:
+    """The node's settings, each field a ROS parameter of that name, all read at start."""
+
+    out_dir: str = field(
+        default='', metadata=param('Directory of timeline.jsonl and the images (required).')
+    )
+    rgb_every: int = field(
+        default=15, metadata=param('Keep every rgb_every-th camera frame (with its depth).', low=1)
+    )
+
+    def __post_init__(self) -> None:
+        if not self.out_dir:
+            raise ConfigError('parameter out_dir is required')
+        if self.rgb_every < 1:
+            raise ConfigError(f'rgb_every must be >= 1, got {self.rgb_every!r}')
 
 
 def _stamp_ns(msg) -> int:
@@ -44,14 +62,9 @@ def _stamp_ns(msg) -> int:
 class ObserverNode(Node):
     def __init__(self) -> None:
         super().__init__('observer')
-        read_only = ParameterDescriptor(read_only=True)
-        out = self.declare_parameter('out_dir', '', read_only).value
-        self.rgb_every = int(self.declare_parameter('rgb_every', 15, read_only).value)
-        if not out:
-            raise ConfigError('parameter out_dir is required')
-        if self.rgb_every < 1:
-            raise ConfigError(f'rgb_every must be >= 1, got {self.rgb_every!r}')
-        self.out = Path(out)
+        config = declare_config(self, ObserverConfig)
+        self.rgb_every = config.rgb_every
+        self.out = Path(config.out_dir)
         for sub in ('labels', 'rgb', 'depth'):
             (self.out / sub).mkdir(parents=True, exist_ok=True)
         self._file: IO[str] = (self.out / TIMELINE).open('a', encoding='utf-8')

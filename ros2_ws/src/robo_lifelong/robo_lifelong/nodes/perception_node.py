@@ -2,9 +2,10 @@
 
 The subscription callbacks only pair colour and depth by stamp (``FrameSync``) and keep the newest
 pair; one processing thread takes the newest pair whenever it is free, so under load stale frames
-are dropped (and counted), never queued. All ``Pipeline`` calls happen on that thread, which also
-advances the alarm without frames and publishes the diagnostics. Models load and swap in the
-``ModelWatcher`` thread; spooling runs in the ``SampleWriter`` thread.
+are dropped (and counted), never queued. That thread hands each pair's messages to the
+``FrameRunner`` shared with offline replay (input checks, pipeline, counters) and publishes what
+it returns; it also advances the alarm without frames and publishes the diagnostics. Models load
+and swap in the ``ModelWatcher`` thread; spooling runs in the ``SampleWriter`` thread.
 """
 
 from __future__ import annotations
@@ -15,41 +16,32 @@ import sys
 import threading
 import time
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import cv2
 import numpy as np
 from diagnostic_msgs.msg import DiagnosticArray
-from rcl_interfaces.msg import ParameterDescriptor, SetParametersResult
+from rcl_interfaces.msg import SetParametersResult
 from rclpy.node import Node
 from rclpy.parameter import Parameter
-from rclpy.qos import QoSProfile, ReliabilityPolicy
 from sensor_msgs.msg import Image
 from std_msgs.msg import Float32, Header, String
 from visualization_msgs.msg import MarkerArray
 
-from robo_lifelong.errors import ConfigError, RoboLifelongError
+from robo_lifelong.errors import ConfigError
 from robo_lifelong.io.frame_sync import FrameSync, Pair
-from robo_lifelong.io.image_conversion import numpy_to_image
 from robo_lifelong.labels import colorize
 from robo_lifelong.models.watch import ModelSlot, ModelWatcher, SwapEvent
+from robo_lifelong.nodes.images import numpy_to_image
 from robo_lifelong.nodes.markers import diagnostic_status, marker_array
-from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
+from robo_lifelong.nodes.parameters import declare_config, updated_config
+from robo_lifelong.nodes.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from robo_lifelong.nodes.spin import run
-from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel, AlarmStatus
-from robo_lifelong.perception.collection import CollectionConfig
-from robo_lifelong.perception.pipeline import (
-    ALARM_NAME,
-    MAX_FRAME_PIXELS,
-    RGB_ENCODINGS,
-    FrameRejected,
-    FrameResult,
-    Pipeline,
-    PipelineConfig,
-    SampleOutcome,
-    SampleWriter,
-    frame_arrays,
-)
+from robo_lifelong.parameters import group, param
+from robo_lifelong.perception.alarm_policy import AlarmLevel, AlarmStatus
+from robo_lifelong.perception.pipeline import ALARM_NAME, FrameResult, Pipeline, PipelineConfig
+from robo_lifelong.perception.runner import FrameCounts, FrameOutputs, FrameRunner, SampleNews
+from robo_lifelong.perception.sample_writer import SampleWriter
 from robo_lifelong.supervision import (
     FailureLog,
     Level,
@@ -57,12 +49,11 @@ from robo_lifelong.supervision import (
     health_summary,
     health_values,
 )
-from robo_lifelong.transfer.spool import Spool
+from robo_lifelong.transfer.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, Spool
 
 COLOR_TOPIC = 'camera/color/image_raw'
 DEPTH_TOPIC = 'camera/aligned_depth_to_color/image_raw'
 LOG_THROTTLE_S = 5.0
-RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)
 NODE_STATUS_NAME = 'robo_lifelong: perception'
 _IDLE_WAIT_S = 0.01  # processing thread wake-up period without frames (depth wait, ticks)
 # after a frame raised: the next frame may well be fine, but a bug hitting every frame must not
@@ -70,67 +61,56 @@ _IDLE_WAIT_S = 0.01  # processing thread wake-up period without frames (depth wa
 _WORKER_BACKOFF_INITIAL_S = 0.01
 _WORKER_BACKOFF_MAX_S = 1.0
 
-# name -> (default, description, changeable at run time)
-PARAMETERS: dict[str, tuple[object, str, bool]] = {
-    'model_path': ('', 'Model package directory loaded at start ("" = wait for one).', False),
-    'model_watch_dir': ('', 'Directory polled for new packages ("" = off).', False),
-    'model_poll_s': (2.0, 'Polling period of model_watch_dir, seconds.', False),
-    'threads': (2, 'onnxruntime intra-op threads.', False),
-    'robot_id': ('robot', 'Robot id written into every sample.', False),
-    'spool_dir': ('spool', 'Durable sample spool directory (shared with the bridge).', False),
-    'spool_max_bytes': (2_000_000_000, 'Spool size bound in bytes; full -> refuse + WARN.', False),
-    'spool_max_samples': (10_000, 'Spool bound in samples.', False),
-    'use_depth': (True, 'Pair aligned depth with the colour frames.', False),
-    'depth_wait_s': (0.05, 'Longest wait for the depth frame of a colour frame.', False),
-    'diagnostics_period_s': (1.0, 'Period of /diagnostics and the alarm refresh.', False),
-    'publish_overlay': (True, 'Publish segmentation/overlay (costs a blend per frame).', True),
-    'overlay_alpha': (0.5, 'Weight of the label colours in the overlay, 0..1.', True),
-    'max_pixels': (
-        MAX_FRAME_PIXELS,
-        'Memory bound: frames with more pixels are refused (default 8K UHD, 7680x4320). Any '
-        'smaller frame is resized to the model input and labelled at its own resolution.',
-        True,
-    ),
-    'reorder_window_s': (2.0, 'Older stamps within this are out of order; beyond: a reset.', True),
-    'collect': (True, 'Collect unseen frames into the spool.', True),
-    'alarm_ema_alpha': (0.5, 'Weight of the newest score in the smoothing, (0, 1].', True),
-    'alarm_warn_enter_frames': (3, 'Frames above the threshold in a row before WARN.', True),
-    'alarm_error_enter_frames': (8, 'Frames above in the episode before ERROR (0 = off).', True),
-    'alarm_error_enter_seconds': (0.0, 'Episode age before ERROR, s (0 = off).', True),
-    'alarm_exit_ratio': (0.8, 'Exit threshold = exit_ratio * threshold (hysteresis).', True),
-    'alarm_exit_frames': (10, 'Frames below the exit threshold in a row before OK.', True),
-    'alarm_stale_after': (1.0, 'Seconds without frames before STALE.', True),
-    'collect_min_interval_s': (1.0, 'Least time between collected samples, s.', True),
-    'collect_duplicate_distance': (
-        0.1,
-        'Thumbnail distance below which a frame is a near duplicate of a collected one.',
-        True,
-    ),
-    'collect_min_score': (
-        -1.0,
-        'Collect when score >= this (< 0: when the frame is unseen).',
-        True,
-    ),
-    'png_compression': (1, 'PNG compression of spooled images, 0..9.', True),
-}
-
 
 @dataclass(frozen=True)
 class PerceptionConfig:
-    model_path: str
-    model_watch_dir: str
-    model_poll_s: float
-    threads: int
-    spool_dir: str
-    spool_max_bytes: int
-    spool_max_samples: int
-    use_depth: bool
-    depth_wait_s: float
-    diagnostics_period_s: float
-    publish_overlay: bool
-    overlay_alpha: float
-    png_compression: int
-    pipeline: PipelineConfig
+    """The node's settings, each field with ``param`` metadata a ROS parameter of that name
+    (``nodes/parameters.py``); the pipeline's parameters keep their own names."""
+
+    model_path: str = field(
+        default='',
+        metadata=param('Package loaded at start while model_watch_dir has no current.json.'),
+    )
+    model_watch_dir: str = field(
+        default='',
+        metadata=param('The bridge\'s models_dir: its current.json names the model ("" = off).'),
+    )
+    model_poll_s: float = field(
+        default=2.0, metadata=param('Polling period of model_watch_dir/current.json, s.', low=0.0)
+    )
+    threads: int = field(default=2, metadata=param('onnxruntime intra-op threads.', low=1))
+    spool_dir: str = field(
+        default='spool',
+        metadata=param('Durable sample spool directory (shared with the bridge).'),
+    )
+    spool_max_bytes: int = field(
+        default=DEFAULT_MAX_BYTES,
+        metadata=param('Spool size bound in bytes; full -> refuse + WARN.'),
+    )
+    spool_max_samples: int = field(
+        default=DEFAULT_MAX_SAMPLES, metadata=param('Spool bound in samples.')
+    )
+    use_depth: bool = field(
+        default=True, metadata=param('Pair aligned depth with the colour frames.')
+    )
+    depth_wait_s: float = field(
+        default=0.05,
+        metadata=param('Longest wait for the depth frame of a colour frame.', low=0.0),
+    )
+    diagnostics_period_s: float = field(
+        default=1.0, metadata=param('Period of /diagnostics and the alarm refresh.', low=0.0)
+    )
+    publish_overlay: bool = field(
+        default=True,
+        metadata=param('Publish segmentation/overlay (costs a blend per frame).', dynamic=True),
+    )
+    overlay_alpha: float = field(
+        default=0.5,
+        metadata=param(
+            'Weight of the label colours in the overlay, 0..1.', low=0.0, high=1.0, dynamic=True
+        ),
+    )
+    pipeline: PipelineConfig = field(default_factory=PipelineConfig, metadata=group(''))
 
     def __post_init__(self) -> None:
         if self.threads < 1:
@@ -143,79 +123,53 @@ class PerceptionConfig:
         if self.depth_wait_s < 0.0:
             raise ConfigError(f'depth_wait_s must be >= 0, got {self.depth_wait_s!r}')
 
-    @classmethod
-    def from_values(cls, v: dict) -> PerceptionConfig:
-        """Build (and validate: ConfigError) from parameter values by name."""
-        alarm = AlarmConfig(
-            ema_alpha=v['alarm_ema_alpha'],
-            warn_enter_frames=v['alarm_warn_enter_frames'],
-            error_enter_frames=v['alarm_error_enter_frames'] or None,
-            error_enter_seconds=v['alarm_error_enter_seconds'] or None,
-            exit_ratio=v['alarm_exit_ratio'],
-            exit_frames=v['alarm_exit_frames'],
-            stale_after=v['alarm_stale_after'],
-        )
-        collection = CollectionConfig(
-            min_interval_s=v['collect_min_interval_s'],
-            duplicate_distance=v['collect_duplicate_distance'],
-            min_score=None if v['collect_min_score'] < 0 else v['collect_min_score'],
-            png_compression=v['png_compression'],
-        )
-        pipeline = PipelineConfig(
-            robot_id=v['robot_id'],
-            max_pixels=v['max_pixels'],
-            reorder_window_s=v['reorder_window_s'],
-            collect=v['collect'],
-            alarm=alarm,
-            collection=collection,
-        )
-        names = {f for f in cls.__dataclass_fields__ if f != 'pipeline'}
-        return cls(**{n: v[n] for n in names}, pipeline=pipeline)
-
 
 class _Stats:
-    """Counters of the processing thread, reported in the node's diagnostic status."""
+    """What only the node sees (receipt, pairing, timing), reported in its diagnostic status
+    beside the runner's ``FrameCounts``."""
 
     def __init__(self) -> None:
-        self.received = self.processed = self.dropped = self.rejected = 0
+        self.received = self.dropped = 0
         self.latency_s: deque[float] = deque(maxlen=100)  # receipt -> outputs published
         self.infer_s: deque[float] = deque(maxlen=100)
-        self.collected = self.spooled = self.refused = 0
-        self.spool_full = ''  # reason of the last refusal while the spool stays full
 
-    def key_values(self) -> list[tuple[str, str]]:
+    def key_values(self, counts: FrameCounts) -> list[tuple[str, str]]:
         def ms(values: deque[float], q: float) -> str:
             return f'{np.quantile(values, q) * 1000:.1f}' if values else ''
 
         return [
             ('frames_received', str(self.received)),
-            ('frames_processed', str(self.processed)),
+            ('frames_processed', str(counts.processed)),
             ('frames_dropped', str(self.dropped)),
-            ('frames_rejected', str(self.rejected)),
+            ('frames_rejected', str(counts.rejected)),
+            ('input_issues', counts.issue_summary()),
             ('latency_ms_p50', ms(self.latency_s, 0.5)),
             ('latency_ms_p95', ms(self.latency_s, 0.95)),
             ('inference_ms_p50', ms(self.infer_s, 0.5)),
-            ('samples_collected', str(self.collected)),
-            ('samples_spooled', str(self.spooled)),
-            ('samples_refused', str(self.refused)),
+            ('samples_collected', str(counts.collected)),
+            ('samples_spooled', str(counts.spooled)),
+            ('samples_refused', str(counts.refused)),
         ]
 
 
 class PerceptionNode(Node):
     def __init__(self) -> None:
         super().__init__('perception')
-        self.config = self._read_config()
+        self.config = declare_config(self, PerceptionConfig)
         cfg = self.config
         self.spool = Spool(cfg.spool_dir, cfg.spool_max_bytes, cfg.spool_max_samples)
-        self.writer = SampleWriter(self.spool, cfg.pipeline.robot_id, cfg.png_compression)
+        self.writer = SampleWriter(
+            self.spool, cfg.pipeline.robot_id, cfg.pipeline.collection.png_compression
+        )
         self.slot = ModelSlot()
         self.pipeline = Pipeline(cfg.pipeline, self.slot, self.writer)
+        self.runner = FrameRunner(self.pipeline)  # all its calls on the processing thread
         self.sync: FrameSync[tuple[Image, int], Image] = FrameSync(max_wait_s=cfg.depth_wait_s)
         self.stats = _Stats()
         self.model_error = (
             'no model yet'
             if cfg.model_path or cfg.model_watch_dir
-            else ('no model_path or model_watch_dir set: waiting for model/update')
+            else 'no model_path or model_watch_dir set: no model will be loaded'
         )
         # True until the model_path given at start was accepted or rejected: STALE meanwhile is
         # the normal start-up, not worth a warning
@@ -240,16 +194,18 @@ class PerceptionNode(Node):
         self.create_subscription(Image, COLOR_TOPIC, self._on_rgb, SENSOR_QOS)
         if cfg.use_depth:
             self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS)
-        # Volatile so that any publisher matches (a transient-local reader ignores volatile
-        # writers); a node that starts after an announcement finds the model in model_watch_dir.
-        self.create_subscription(String, 'model/update', self._on_model_update, RELIABLE_QOS)
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
+        # the one channel models arrive by: the bridge's record in model_watch_dir (models_dir);
+        # model_path only while there is none (ModelWatcher: the rule)
         self.watcher = ModelWatcher(
-            self.slot, self._on_swap, cfg.threads, cfg.model_watch_dir or None, cfg.model_poll_s
+            self.slot,
+            self._on_swap,
+            cfg.threads,
+            cfg.model_watch_dir or None,
+            cfg.model_poll_s,
+            initial=cfg.model_path or None,
         )
-        if cfg.model_path:
-            self.watcher.request(cfg.model_path)
         self._next_tick = 0.0  # time.monotonic() of the processing thread's next _tick
         self._worker = SupervisedThread(
             'perception',
@@ -268,35 +224,21 @@ class PerceptionNode(Node):
 
     # -- parameters -------------------------------------------------------------------------
 
-    def _read_config(self) -> PerceptionConfig:
-        values = {}
-        for name, (default, description, dynamic) in PARAMETERS.items():
-            descriptor = ParameterDescriptor(description=description, read_only=not dynamic)
-            values[name] = self.declare_parameter(name, default, descriptor).value
-        return PerceptionConfig.from_values(values)
-
     def _on_set_parameters(self, params: list[Parameter]) -> SetParametersResult:
-        values = {name: self.get_parameter(name).value for name in PARAMETERS}
-        values.update({p.name: p.value for p in params if p.name in PARAMETERS})
+        # rclpy has checked types, ranges and read-only; the config checks the rest
         try:
-            config = PerceptionConfig.from_values(values)
-        except (ConfigError, TypeError) as e:
+            config = updated_config(self, PerceptionConfig, params)
+        except ConfigError as e:
             return SetParametersResult(successful=False, reason=str(e))
         self.config = config
         self.pipeline.reconfigure(config.pipeline)
-        self.writer.png_compression = config.png_compression
+        self.writer.png_compression = config.pipeline.collection.png_compression
         return SetParametersResult(successful=True)
 
     # -- receiving ---------------------------------------------------------------------------
 
     def _on_rgb(self, msg: Image) -> None:
-        if msg.encoding not in RGB_ENCODINGS:
-            self._reject(
-                'encoding',
-                f'colour frame with encoding {msg.encoding!r} refused; '
-                f'expected one of {RGB_ENCODINGS}',
-            )
-            return
+        # no checks here: the pipeline checks the frame's messages once, in the processing thread
         now = time.monotonic_ns()
         with self._lock:
             self.stats.received += 1
@@ -317,10 +259,6 @@ class PerceptionNode(Node):
             self.stats.dropped += 1
         self._ready = pair
         self._wake.set()
-
-    def _on_model_update(self, msg: String) -> None:
-        self.get_logger().info(f'model/update: {msg.data!r}')
-        self.watcher.request(msg.data)
 
     def _on_swap(self, event: SwapEvent) -> None:
         self._loading_first_model = False
@@ -374,34 +312,20 @@ class PerceptionNode(Node):
 
     def _process(self, pair: Pair[tuple[Image, int], Image]) -> None:
         msg, received_ns = pair.rgb
-        try:
-            rgb, depth = self._frames(msg, pair.depth)
-            result = self.pipeline.process(rgb, depth, pair.stamp_ns * 1e-9, self._now())
-        except FrameRejected as e:
-            self._reject(e.kind.value, str(e))
-            return
-        except RoboLifelongError as e:
-            self._reject('input', f'frame {pair.stamp_ns} skipped: {e}')
-            return
-        if result is None:
-            return  # no model yet: the tick reports STALE
-        for warning in result.warnings:
-            self._warn('depth', warning)
-        self._publish(msg.header, rgb, result)
-        self.stats.processed += 1
-        self.stats.infer_s.append(result.infer_s)
+        out = self.runner.frame(msg, pair.depth, pair.stamp_ns * 1e-9, self._now())
+        for issue in out.issues:  # counted by the runner
+            self._warn(issue.kind.value, issue.message)
+        if out.result is None:
+            return  # refused, or no model yet: the tick reports STALE
+        self._publish(msg.header, out)
+        self.stats.infer_s.append(out.result.infer_s)
         self.stats.latency_s.append((time.monotonic_ns() - received_ns) * 1e-9)
 
-    def _frames(self, msg: Image, depth_msg: Image | None) -> tuple[np.ndarray, np.ndarray | None]:
-        rgb, depth, warning = frame_arrays(msg, depth_msg)
-        if warning is not None:
-            self._reject('depth', warning)
-        return rgb, depth
-
-    def _publish(self, header: Header, rgb: np.ndarray, r: FrameResult) -> None:
+    def _publish(self, header: Header, out: FrameOutputs) -> None:
+        r: FrameResult = out.result
         self._labels_pub.publish(numpy_to_image(r.labels, 'mono8', header))
         if self.config.publish_overlay:
-            overlay = self._overlay(rgb, r.labels)
+            overlay = self._overlay(r.rgb, r.labels)
             self._overlay_pub.publish(numpy_to_image(overlay, 'rgb8', header))
         if r.unseen is not None:
             self._score_pub.publish(Float32(data=float(r.unseen.score)))
@@ -411,11 +335,9 @@ class PerceptionNode(Node):
         gait = {'stamp': r.stamp, 'alarm': r.alarm.level.name, **r.gait.to_json()}
         self._gait_pub.publish(String(data=json.dumps(gait)))
         self._markers_pub.publish(marker_array(header, r.alarm, r.terrain, r.gait))
-        if r.collected:
-            self.stats.collected += 1
-        self._on_samples(r.samples)
-        if r.alarm_changed:
-            self._publish_alarm(r.alarm)
+        self._on_samples(out.samples)
+        if out.alarm is not None:
+            self._publish_alarm(out.alarm)
 
     def _overlay(self, rgb: np.ndarray, labels: np.ndarray) -> np.ndarray:
         alpha = self.config.overlay_alpha
@@ -424,27 +346,21 @@ class PerceptionNode(Node):
     def _tick(self) -> None:
         # read before the tick: a model accepted in between must not make its STALE look late
         loading = self._loading_first_model
-        status, _, samples = self.pipeline.tick(self._now())
-        self._on_samples(samples)
-        self._publish_alarm(status, quiet_stale=loading)
+        out = self.runner.tick(self._now())
+        self._on_samples(out.samples)
+        self._publish_alarm(out.alarm, quiet_stale=loading)
         node = self._node_status()
         self._diag_pub.publish(
             DiagnosticArray(
                 header=Header(stamp=self.get_clock().now().to_msg()),
-                status=[self._alarm_status(status), node],
+                status=[self._alarm_status(out.alarm), node],
             )
         )
 
-    def _on_samples(self, samples: tuple[SampleOutcome, ...] | list[SampleOutcome]) -> None:
-        for s in samples:
-            if s.spooled:
-                self.stats.spooled += 1
-                self.stats.spool_full = ''
-                self._sample_pub.publish(String(data=json.dumps(s.event())))
-                continue
-            self.stats.refused += 1
-            if s.full:
-                self.stats.spool_full = s.error
+    def _on_samples(self, news: SampleNews) -> None:
+        for event in news.events:
+            self._sample_pub.publish(String(data=json.dumps(event)))
+        for s in news.refused:
             self._log('spool').warning(
                 f'sample {s.request.sample_id} not spooled: {s.error}',
                 throttle_duration_sec=LOG_THROTTLE_S,
@@ -481,11 +397,11 @@ class PerceptionNode(Node):
             level, message = AlarmLevel.STALE, f'no model loaded: {self.model_error}'
         elif thread_level is Level.WARN:
             level, message = AlarmLevel.WARN, thread_problem
-        elif self.stats.spool_full:
-            level, message = AlarmLevel.WARN, f'spool full: {self.stats.spool_full}'
+        elif self.runner.counts.spool_full:
+            level, message = AlarmLevel.WARN, f'spool full: {self.runner.counts.spool_full}'
         else:
             level, message = AlarmLevel.OK, f'running {model.version}'
-        values = self.stats.key_values() + [
+        values = self.stats.key_values(self.runner.counts) + [
             ('model_version', model.version if model else ''),
             ('model_error', self.model_error),
             ('spool_samples', str(self.spool.stat().count)),
@@ -504,16 +420,12 @@ class PerceptionNode(Node):
             logger = self._loggers[kind] = self.get_logger().get_child(kind)
         return logger
 
-    def _reject(self, kind: str, message: str) -> None:
-        """Count a skipped input and log it, once per LOG_THROTTLE_S for each distinct problem.
+    def _warn(self, kind: str, message: str) -> None:
+        """Log an input issue once per LOG_THROTTLE_S for each distinct problem.
 
         rclpy throttles per call site, and this one call site reports many problems (an empty
         frame must not hide a wrong-size one), so the key is the message with numbers masked.
         """
-        self.stats.rejected += 1
-        self._warn(kind, message)
-
-    def _warn(self, kind: str, message: str) -> None:
         key = f'{kind}:{re.sub(r"[0-9.]+", "#", message)}'
         now = time.monotonic()
         if now - self._warned.get(key, -LOG_THROTTLE_S) >= LOG_THROTTLE_S:
@@ -525,9 +437,10 @@ class PerceptionNode(Node):
         self._worker.join(5.0)
         self.watcher.stop()
         self.writer.close()
+        counts = self.runner.counts
         self.get_logger().info(
-            f'{self.stats.processed} frames processed, {self.stats.dropped} dropped, '
-            f'{self.stats.rejected} rejected; {self.stats.spooled} samples spooled'
+            f'{counts.processed} frames processed, {self.stats.dropped} dropped, '
+            f'{counts.rejected} rejected; {counts.spooled} samples spooled'
         )
         super().destroy_node()
 

@@ -18,3 +18,7 @@ LATCHED_QOS = QoSProfile(
     reliability=ReliabilityPolicy.RELIABLE,
     durability=DurabilityPolicy.TRANSIENT_LOCAL,
 )
+
+# Events that must not be lost (sample announcements, model/update requests), volatile so that
+# any publisher matches: a transient-local reader ignores volatile writers.
+RELIABLE_QOS = QoSProfile(depth=10, reliability=ReliabilityPolicy.RELIABLE)

@@ -9,20 +9,20 @@ from __future__ import annotations
 
 import sys
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 import numpy as np
-from rcl_interfaces.msg import ParameterDescriptor
-from rclpy.exceptions import InvalidParameterTypeException
 from rclpy.node import Node
 from sensor_msgs.msg import CameraInfo, Image
 from std_msgs.msg import Header, String
 
 from robo_lifelong.errors import ConfigError, RoboLifelongError
-from robo_lifelong.io.image_conversion import numpy_to_image
+from robo_lifelong.nodes.images import numpy_to_image
+from robo_lifelong.nodes.parameters import declare_config
 from robo_lifelong.nodes.qos import LATCHED_QOS, SENSOR_QOS
 from robo_lifelong.nodes.spin import run
-from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.parameters import param
+from robo_lifelong.sim.camera import MAX_HEIGHT, MAX_WIDTH, CameraModel
 from robo_lifelong.sim.ground_truth import DEFAULT_MAX_FRAMES, GroundTruthStore
 from robo_lifelong.sim.route import Route, parse_schedule
 from robo_lifelong.sim.world import Frame
@@ -37,30 +37,40 @@ SLOW_WARNING_PERIOD_S = 5.0
 
 @dataclass(frozen=True)
 class SimCameraConfig:
-    rate_hz: float = 15.0  # frames per second of wall time and of route time
-    width: int = 424
-    height: int = 240
-    schedule: str = 'sunny:20,night:10,sunny:20'  # task:seconds of route time, repeating
-    seed: int = 0  # campus layout and sensor noise
-    frame_id: str = 'camera_color_optical_frame'  # aligned depth shares the colour frame
-    ground_truth_dir: str = ''  # '' = do not keep ground truth
-    ground_truth_max_frames: int = DEFAULT_MAX_FRAMES
+    """The node's settings, each field a ROS parameter of that name, all read at start."""
+
+    rate_hz: float = field(
+        default=15.0,
+        metadata=param('Frames per second; route time advances 1/rate_hz per frame.', low=0.0),
+    )
+    width: int = field(
+        default=424, metadata=param('Image width in pixels.', low=16, high=MAX_WIDTH)
+    )
+    height: int = field(
+        default=240, metadata=param('Image height in pixels.', low=16, high=MAX_HEIGHT)
+    )
+    schedule: str = field(
+        default='sunny:20,night:10,sunny:20',
+        metadata=param("Repeating task schedule 'task:seconds,...' in route time."),
+    )
+    seed: int = field(default=0, metadata=param('Campus layout and sensor-noise seed.'))
+    # aligned depth shares the colour frame
+    frame_id: str = field(
+        default='camera_color_optical_frame',
+        metadata=param('frame_id of the colour and aligned depth images.'),
+    )
+    ground_truth_dir: str = field(
+        default='',
+        metadata=param('Directory for per-frame ground-truth labels by stamp; empty = off.'),
+    )
+    ground_truth_max_frames: int = field(
+        default=DEFAULT_MAX_FRAMES,
+        metadata=param('Newest ground-truth frames kept on disk.', low=1),
+    )
 
     def __post_init__(self) -> None:
         if not self.rate_hz > 0:
             raise ConfigError(f'rate_hz must be > 0, got {self.rate_hz!r}')
-
-
-_DESCRIPTIONS = {
-    'rate_hz': 'Frames per second; route time advances 1/rate_hz per frame.',
-    'width': 'Image width in pixels (16..1280).',
-    'height': 'Image height in pixels (16..720).',
-    'schedule': "Repeating task schedule 'task:seconds,...' in route time.",
-    'seed': 'Campus layout and sensor-noise seed.',
-    'frame_id': 'frame_id of the colour and aligned depth images.',
-    'ground_truth_dir': 'Directory for per-frame ground-truth labels by stamp; empty = off.',
-    'ground_truth_max_frames': 'Newest ground-truth frames kept on disk.',
-}
 
 
 def camera_info(camera: CameraModel, header: Header) -> CameraInfo:
@@ -80,7 +90,7 @@ def camera_info(camera: CameraModel, header: Header) -> CameraInfo:
 class SimCameraNode(Node):
     def __init__(self) -> None:
         super().__init__('sim_camera')
-        self.config = self._read_config()
+        self.config = declare_config(self, SimCameraConfig)
         cfg = self.config
         self.camera = CameraModel(cfg.width, cfg.height)
         self.route = Route(parse_schedule(cfg.schedule), cfg.seed, self.camera)
@@ -102,19 +112,6 @@ class SimCameraNode(Node):
             f'{cfg.width}x{cfg.height} at {cfg.rate_hz} Hz, schedule {cfg.schedule!r}, '
             f'seed {cfg.seed}, ground truth {cfg.ground_truth_dir or "off"}'
         )
-
-    def _read_config(self) -> SimCameraConfig:
-        values = {}
-        for name, description in _DESCRIPTIONS.items():
-            default = getattr(SimCameraConfig, name)
-            descriptor = ParameterDescriptor(description=description, read_only=True)
-            try:
-                values[name] = self.declare_parameter(name, default, descriptor).value
-            except InvalidParameterTypeException as e:  # e.g. rate_hz:=10 for a double
-                raise ConfigError(
-                    f'parameter {name!r} must be a {type(default).__name__} like {default!r}'
-                ) from e
-        return SimCameraConfig(**values)
 
     def _publish_task(self, task: str) -> None:
         if task != self._task:

@@ -39,7 +39,7 @@ from robo_lifelong.io.dataset import INDEX, TASKS_SIDECAR, Sample, stratified
 from robo_lifelong.labels import CLASSES, IGNORE_ID
 from robo_lifelong.sim.ground_truth import GroundTruthStore
 from robo_lifelong.transfer.spool import META_NAME
-from robo_lifelong.transfer.storage import Storage, join, open_storage
+from robo_lifelong.transfer.storage import S3Config, Storage, join, open_storage
 from robo_lifelong.transfer.uploader import UNLABELED_INDEX
 
 log = logging.getLogger(__name__)
@@ -265,7 +265,7 @@ def main(argv: list[str] | None = None) -> int:
             source = mask_folder_source(args.masks, args.task)
         else:
             source = ground_truth_source(args.ground_truth, round(args.tolerance_ms * 1e6))
-        storage = open_storage(args.storage_url)
+        storage = open_storage(args.storage_url, S3Config.from_environ(os.environ))
         report = annotate_pending(storage, source, args.unlabeled_index, args.data_index)
     except RoboLifelongError as e:
         print(f'robo-lifelong-annotate: {e}', file=sys.stderr)

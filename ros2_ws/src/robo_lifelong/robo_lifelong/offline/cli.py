@@ -14,11 +14,7 @@ from robo_lifelong.offline.replay import ReplayConfig, replay_bag
 from robo_lifelong.perception.alarm_policy import AlarmConfig
 from robo_lifelong.perception.collection import CollectionConfig
 from robo_lifelong.perception.pipeline import PipelineConfig
-from robo_lifelong.transfer.spool import Spool
-
-# the perception node's defaults (nodes/perception_node.py PARAMETERS)
-SPOOL_MAX_BYTES = 2_000_000_000
-SPOOL_MAX_SAMPLES = 10_000
+from robo_lifelong.transfer.spool import DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES, Spool
 
 
 def _replay_parser(sub: argparse._SubParsersAction) -> None:
@@ -57,7 +53,7 @@ def _replay(args: argparse.Namespace) -> int:
         collection=CollectionConfig(min_interval_s=args.collect_min_interval),
     )
     config = ReplayConfig(color_topic=args.color_topic, depth_topic=args.depth_topic)
-    spool = None if args.no_collect else Spool(args.spool, SPOOL_MAX_BYTES, SPOOL_MAX_SAMPLES)
+    spool = None if args.no_collect else Spool(args.spool, DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES)
     try:
         summary = replay_bag(
             args.bag,

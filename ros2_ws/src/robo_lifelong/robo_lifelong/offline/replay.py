@@ -1,16 +1,12 @@
 """Offline replay of a recorded drive through the perception node's per-frame core (no ROS).
 
-The bag (rosbag2, sqlite3 or MCAP: ``rosbags`` detects which) is read in log-time order and every
-colour frame goes through ``Pipeline.process`` exactly as in the node: the same labels, unseen
-scores, alarm policy and sample collection into the spool. The alarm runs on the frames' stamps
-rather than a wall clock, so a replay depends only on the recorded frames: the sqlite3 and MCAP
-copies of a drive, or two replays of one, give the same alarms and the same collected frames.
-
-Colour and aligned depth are paired by exact stamp: an aligned depth image is computed from the
-same capture and carries the colour frame's stamp (RealSense driver, sim camera). The node's
-``FrameSync`` is not used because it keeps only the newest colour frame (a live node must drop
-stale frames), while a replay must process every recorded frame, in order. So a colour frame
-waits, in bag time, at most ``depth_wait_s`` for its depth and is then processed without it.
+The bag (rosbag2, sqlite3 or MCAP: ``rosbags`` detects which) is read in log-time order, colour
+and depth are paired by stamp (``pair_recorded``: every frame, in order) and each frame's
+messages go through the node's own ``FrameRunner``: the same input checks, labels, unseen
+scores, alarm policy, sample collection into the spool and counters. What the node publishes is
+written to a bag instead. The alarm runs on the frames' stamps rather than a wall clock, so a
+replay depends only on the recorded frames: the sqlite3 and MCAP copies of a drive, or two
+replays of one, give the same alarms and the same collected frames.
 
 Spooling runs in the caller's thread (``SampleWriter(threaded=False)``), so each sample's outcome
 is known before the next frame: the run is deterministic and nothing is refused for a busy queue.
@@ -23,19 +19,18 @@ import logging
 import sqlite3
 import struct
 import time
-from collections import Counter, deque
+from collections import Counter
 from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import numpy as np
 from rosbags.highlevel import AnyReader, AnyReaderError
 from rosbags.interfaces import Connection
 from rosbags.rosbag2 import ReaderError
 from tqdm import tqdm
 
-from robo_lifelong.errors import BagError, ConfigError, RoboLifelongError
+from robo_lifelong.errors import BagError, ConfigError
 from robo_lifelong.io.bags import (
     COLOR_TOPIC,
     DEPTH_TOPIC,
@@ -45,25 +40,18 @@ from robo_lifelong.io.bags import (
     image,
     stamp_ns,
 )
+from robo_lifelong.io.frame_sync import Recorded, pair_recorded
 from robo_lifelong.models.watch import ModelSlot, load_model
 from robo_lifelong.perception.alarm_policy import AlarmLevel, AlarmStatus
-from robo_lifelong.perception.pipeline import (
-    ALARM_NAME,
-    RGB_ENCODINGS,
-    FrameRejected,
-    FrameResult,
-    Pipeline,
-    PipelineConfig,
-    SampleOutcome,
-    SampleWriter,
-    frame_arrays,
-)
+from robo_lifelong.perception.frame_input import FrameIssue, Issue
+from robo_lifelong.perception.pipeline import ALARM_NAME, FrameResult, Pipeline, PipelineConfig
+from robo_lifelong.perception.runner import FrameCounts, FrameRunner, SampleNews
+from robo_lifelong.perception.sample_writer import SampleWriter
 from robo_lifelong.transfer.spool import Spool
 
 log = logging.getLogger(__name__)
 
 IMAGE_TYPE = 'sensor_msgs/msg/Image'
-_KEEP_EARLY_DEPTH = 16  # depth frames kept while their colour frame has not been read yet
 # what rosbags' readers and deserialisers raise on a damaged file, beyond their own error types
 _CORRUPT_BAG_ERRORS = (
     AnyReaderError,
@@ -120,16 +108,31 @@ class ReplaySummary:
     color_topic: str
     depth_topic: str  # '' when replayed without depth
     frames_in_bag: int = 0
-    frames: int = 0  # processed
-    without_depth: int = 0
-    problems: Counter[str] = field(default_factory=Counter)  # kind -> frames skipped/degraded
-    first_problem: dict[str, str] = field(default_factory=dict)  # kind -> its first message
+    counts: FrameCounts = field(default_factory=FrameCounts)  # the runner's, frame by frame
     levels: Counter[str] = field(default_factory=Counter)  # alarm level name -> frames at it
     alarms: list[AlarmChange] = field(default_factory=list)
     samples: list[dict] = field(default_factory=list)  # the unseen/sample events
     refused: list[str] = field(default_factory=list)  # why samples were not spooled
     wall_s: float = 0.0
     bag_s: float = 0.0  # stamp span of the processed frames
+
+    @property
+    def frames(self) -> int:
+        """Frames processed."""
+        return self.counts.processed
+
+    @property
+    def without_depth(self) -> int:
+        return self.counts.without_depth
+
+    @property
+    def problems(self) -> Counter[Issue]:
+        """Input issue kind -> frames skipped or degraded by it."""
+        return self.counts.issues
+
+    @property
+    def first_problem(self) -> dict[Issue, str]:
+        return self.counts.first
 
     def to_json(self) -> dict:
         return {
@@ -139,8 +142,8 @@ class ReplaySummary:
             'frames_in_bag': self.frames_in_bag,
             'frames': self.frames,
             'without_depth': self.without_depth,
-            'problems': dict(self.problems),
-            'first_problem': self.first_problem,
+            'problems': {kind.value: n for kind, n in self.problems.items()},
+            'first_problem': {kind.value: m for kind, m in self.first_problem.items()},
             'frames_by_level': dict(self.levels),
             'alarms': [
                 {'t': a.t, 'level': a.level.name, 'message': a.message, 'score': a.score}
@@ -167,18 +170,10 @@ class ReplaySummary:
             f'  samples collected: {len(self.samples)}, refused: {len(self.refused)}',
         ]
         lines += [
-            f'  {n} frames with {kind} problems, first: {self.first_problem[kind]}'
+            f'  {n} frames with {kind.value} problems, first: {self.first_problem[kind]}'
             for kind, n in sorted(self.problems.items())
         ]
         return '\n'.join(lines)
-
-
-@dataclass
-class _Waiting:
-    stamp: int
-    log_time: int
-    color: Any
-    depth: Any = None
 
 
 def open_bag(path: str | Path) -> AnyReader:
@@ -253,7 +248,7 @@ class Replay:
     ) -> None:
         if pipeline.slot.current() is None:
             raise ConfigError('replay needs a pipeline with a model loaded')
-        self.pipeline = pipeline
+        self.runner = FrameRunner(pipeline)
         self.config = config
         self.on_frame = on_frame
         self._out: _Outputs | None = None
@@ -265,7 +260,7 @@ class Replay:
 
     def set_outputs(self, bag: BagWriter) -> None:
         """Write the node's outputs of every frame to ``bag``."""
-        self._out = _Outputs(bag, self.pipeline.config.robot_id)
+        self._out = _Outputs(bag, self.runner.pipeline.config.robot_id)
 
     def run(self, path: str | Path) -> ReplaySummary:
         """Replay the bag at ``path``. BagError when it cannot be read, lacks the colour topic,
@@ -277,17 +272,20 @@ class Replay:
             color = find_topic(reader, cfg.color_topic)
             depth = find_topic(reader, cfg.depth_topic) if cfg.depth_topic else None
             self.summary = ReplaySummary(
-                str(path), color.topic, depth.topic if depth else '', color.msgcount
-            )
+                str(path), color.topic, depth.topic if depth else '', color.msgcount,
+                self.runner.counts,
+            )  # fmt: skip
             bar = tqdm(
                 total=color.msgcount,
                 desc='replay',
                 unit='frame',
                 disable=None if cfg.progress is None else not cfg.progress,
             )
+            wait_ns = round(cfg.depth_wait_s * 1e9)
+            messages = self._messages(reader, color, depth)
             with bar:
-                for waiting in self._pairs(reader, color, depth):
-                    self._process(waiting)
+                for frame in pair_recorded(messages, depth is not None, wait_ns):
+                    self._process(frame)
                     bar.update(1)
         finally:
             reader.close()
@@ -296,102 +294,61 @@ class Replay:
         if self._first_t is not None and self._last_t is not None:
             s.bag_s = self._last_t - self._first_t
         if s.frames == 0:
-            reasons = '; '.join(f'{k}: {m}' for k, m in s.first_problem.items())
+            reasons = '; '.join(f'{k.value}: {m}' for k, m in s.first_problem.items())
             raise BagError(
                 f'no frame of {s.frames_in_bag} on {s.color_topic!r} in {str(path)!r} could be '
                 f'processed' + (f' ({reasons})' if reasons else '')
             )
         return s
 
-    def _pairs(
+    def _messages(
         self, reader: AnyReader, color: Connection, depth: Connection | None
-    ) -> Iterator[_Waiting]:
-        """Colour frames in bag order, each with its same-stamp depth when the bag has it."""
-        wait_ns = round(self.config.depth_wait_s * 1e9)
-        waiting: deque[_Waiting] = deque()
-        early: dict[int, Any] = {}  # depth read before its colour frame
+    ) -> Iterator[tuple[bool, int, int, Any]]:
+        """``(is_colour, log_time, stamp, message)`` of the camera topics in bag order."""
         connections = [color] + ([depth] if depth is not None else [])
         read = 0
         try:
             for connection, log_time, raw in reader.messages(connections=connections):
                 msg = reader.deserialize(raw, connection.msgtype)
                 read += 1
-                stamp = stamp_ns(msg.header)
-                if connection.topic == color.topic:
-                    waiting.append(_Waiting(stamp, log_time, msg, early.pop(stamp, None)))
-                else:
-                    match = next((w for w in waiting if w.stamp == stamp), None)
-                    if match is not None and match.depth is None:
-                        match.depth = msg
-                    else:
-                        early[stamp] = msg
-                        while len(early) > _KEEP_EARLY_DEPTH:
-                            del early[min(early)]
-                while waiting and (
-                    depth is None
-                    or waiting[0].depth is not None
-                    or log_time - waiting[0].log_time > wait_ns
-                ):
-                    yield waiting.popleft()
+                yield connection.topic == color.topic, log_time, stamp_ns(msg.header), msg
         except _CORRUPT_BAG_ERRORS as e:
             raise BagError(
                 f'bag {self.summary.bag!r} is unreadable after {read} messages '
                 f'(truncated or corrupt?): {type(e).__name__}: {e}'
             ) from e
-        yield from waiting
 
-    def _arrays(self, w: _Waiting) -> tuple[np.ndarray, np.ndarray | None]:
-        rgb, depth, warning = frame_arrays(w.color, w.depth)
-        if warning is not None:
-            self._problem('depth', warning)
-        return rgb, depth
-
-    def _process(self, w: _Waiting) -> None:
-        t = w.stamp * 1e-9
+    def _process(self, frame: Recorded) -> None:
+        t = frame.stamp_ns * 1e-9
         self._tick_gap(t)
-        if w.color.encoding not in RGB_ENCODINGS:
-            self._problem(
-                'encoding',
-                f'colour frame with encoding {w.color.encoding!r} skipped; '
-                f'expected one of {RGB_ENCODINGS}',
-            )
+        out = self.runner.frame(frame.rgb, frame.depth, t)
+        self._log_first(out.issues)
+        r = out.result
+        if r is None:
+            if not out.rejected:  # the model is only ever swapped in, never out
+                raise ConfigError('the pipeline lost its model during replay')
             return
-        try:
-            rgb, depth = self._arrays(w)
-            result = self.pipeline.process(rgb, depth, t)
-        except FrameRejected as e:
-            self._problem(e.kind.value, str(e))
-            return
-        except RoboLifelongError as e:
-            self._problem('input', f'frame {w.stamp} skipped: {e}')
-            return
-        if result is None:  # the model is only ever swapped in, never out
-            raise ConfigError('the pipeline lost its model during replay')
-        s = self.summary
-        s.frames += 1
-        s.without_depth += depth is None
-        s.levels[result.alarm.level.name] += 1
+        self.summary.levels[r.alarm.level.name] += 1
         self._first_t = t if self._first_t is None else self._first_t
         self._last_t = t
-        for warning in result.warnings:
-            self._problem('depth', warning)
         if self._out is not None:
-            self._out.frame(w.log_time, w.color.header, result)
-        self._outcomes(w.log_time, result.samples)
-        if result.alarm_changed:
-            self._alarm(w.log_time, t, result.alarm)
+            self._out.frame(frame.log_time_ns, frame.rgb.header, r)
+        self._samples(frame.log_time_ns, out.samples)
+        if out.alarm is not None:
+            self._alarm(frame.log_time_ns, t, out.alarm)
         if self.on_frame is not None:
-            self.on_frame(result)
+            self.on_frame(r)
 
     def _tick_gap(self, t: float) -> None:
         if self._last_t is None:
             return
-        tick = self._last_t + self.pipeline.config.alarm.stale_after + self.config.tick_period_s
+        config = self.runner.pipeline.config
+        tick = self._last_t + config.alarm.stale_after + self.config.tick_period_s
         if tick < t:
-            status, changed, samples = self.pipeline.tick(tick)
-            self._outcomes(round(tick * 1e9), samples)
-            if changed:
-                self._alarm(round(tick * 1e9), tick, status)
+            out = self.runner.tick(tick)
+            self._samples(round(tick * 1e9), out.samples)
+            if out.changed:
+                self._alarm(round(tick * 1e9), tick, out.alarm)
 
     def _alarm(self, log_time: int, t: float, status: AlarmStatus) -> None:
         self.summary.alarms.append(
@@ -401,24 +358,24 @@ class Replay:
         if self._out is not None:
             self._out.alarm(log_time, status)
 
-    def _outcomes(self, log_time: int, outcomes: tuple[SampleOutcome, ...] | list) -> None:
-        for o in outcomes:
-            if not o.spooled:
-                self.summary.refused.append(o.error)
-                log.warning('sample %s not spooled: %s', o.request.sample_id, o.error)
-                continue
-            event = o.event()
+    def _samples(self, log_time: int, news: SampleNews) -> None:
+        for o in news.refused:
+            self.summary.refused.append(o.error)
+            log.warning('sample %s not spooled: %s', o.request.sample_id, o.error)
+        for event in news.events:
             self.summary.samples.append(event)
             if self._out is not None:
                 self._out.sample(log_time, event)
 
-    def _problem(self, kind: str, message: str) -> None:
-        """Count a skipped (or depth-less) frame; log the first of each kind."""
-        s = self.summary
-        if kind not in s.problems:
-            s.first_problem[kind] = message
-            log.warning('%s (further %r problems are counted in the summary)', message, kind)
-        s.problems[kind] += 1
+    def _log_first(self, issues: tuple[FrameIssue, ...]) -> None:
+        """Log the first issue of each kind; the summary counts them all."""
+        for issue in issues:
+            if self.runner.counts.issues[issue.kind] == 1:
+                log.warning(
+                    '%s (further %r issues are counted in the summary)',
+                    issue.message,
+                    issue.kind.value,
+                )
 
 
 def replay_bag(

@@ -1,4 +1,5 @@
-"""The per-frame perception core: the pipeline, the alarm policy, sample collection and terrain.
+"""The per-frame perception core: the frame-input boundary, the pipeline and what one frame
+publishes, the alarm policy, sample collection and writing, and terrain.
 
 Imports the base modules, ``io``, ``models`` and ``transfer``.
 """

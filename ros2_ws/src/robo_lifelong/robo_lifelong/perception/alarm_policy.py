@@ -16,10 +16,11 @@ Times are seconds on any monotonic clock the caller chooses (node clock or bag t
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import IntEnum
 
 from robo_lifelong.errors import ConfigError
+from robo_lifelong.parameters import Off, param
 
 
 class AlarmLevel(IntEnum):
@@ -33,13 +34,56 @@ class AlarmLevel(IntEnum):
 
 @dataclass(frozen=True)
 class AlarmConfig:
-    ema_alpha: float = 0.5  # weight of the newest score in the exponential moving average
-    warn_enter_frames: int = 3  # consecutive frames above the threshold before WARN
-    error_enter_frames: int | None = 8  # frames above the threshold in the episode before ERROR
-    error_enter_seconds: float | None = None  # or: episode age (score still above) before ERROR
-    exit_ratio: float = 0.8  # exit threshold = exit_ratio * threshold (hysteresis)
-    exit_frames: int = 10  # consecutive frames below the exit threshold before OK
-    stale_after: float = 1.0  # seconds without frames before STALE
+    """The alarm's settings; the perception node's parameters ``alarm_<field>``."""
+
+    ema_alpha: float = field(
+        default=0.5,
+        metadata=param(
+            'Weight of the newest score in the exponential moving average, (0, 1].',
+            low=0.0,
+            high=1.0,
+            dynamic=True,
+        ),
+    )
+    warn_enter_frames: int = field(
+        default=3,
+        metadata=param('Frames above the threshold in a row before WARN.', low=1, dynamic=True),
+    )
+    error_enter_frames: int | None = field(
+        default=8,
+        metadata=param(
+            'Frames above the threshold in the episode before ERROR (0 = off).',
+            low=0,
+            dynamic=True,
+            off=Off.ZERO,
+        ),
+    )
+    error_enter_seconds: float | None = field(
+        default=None,
+        metadata=param(
+            'Or: episode age (score still above) before ERROR, s (0 = off).',
+            low=0.0,
+            dynamic=True,
+            off=Off.ZERO,
+        ),
+    )
+    exit_ratio: float = field(
+        default=0.8,
+        metadata=param(
+            'Exit threshold = exit_ratio * threshold (hysteresis), (0, 1].',
+            low=0.0,
+            high=1.0,
+            dynamic=True,
+        ),
+    )
+    exit_frames: int = field(
+        default=10,
+        metadata=param('Frames below the exit threshold in a row before OK.', low=1, dynamic=True),
+    )
+    stale_after: float = field(
+        default=1.0,
+        metadata=param('Seconds without frames before STALE.', low=0.0, dynamic=True),
+    )
     max_sample_ids: int = 50  # newest sample ids kept per episode (bounds the status size)
 
     def __post_init__(self) -> None:

@@ -14,7 +14,7 @@ walking 0.3-0.7.
 from __future__ import annotations
 
 from collections import deque
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from enum import Enum
 
 import cv2
@@ -22,6 +22,7 @@ import numpy as np
 
 from robo_lifelong.errors import ConfigError, ImageConversionError
 from robo_lifelong.models.unseen import UnseenResult
+from robo_lifelong.parameters import Off, param
 
 _THUMB = 16
 _MIN_STD = 2.0  # grey levels: a flat image's noise must not be blown up by the normalisation
@@ -33,11 +34,40 @@ ANOMALY_FILE = 'anomaly.png'
 
 @dataclass(frozen=True)
 class CollectionConfig:
-    min_interval_s: float = 1.0  # rate limit between collected samples
+    """Sample collection's settings; the perception node's parameters ``collect_<field>``."""
+
+    min_interval_s: float = field(
+        default=1.0,
+        metadata=param('Least time between collected samples, s.', low=0.0, dynamic=True),
+    )
     history: int = 8  # collected signatures a new frame is compared with
-    duplicate_distance: float = 0.1  # mean |difference| of normalised thumbnails below this
-    min_score: float | None = None  # collect when score >= this; None: when the frame is unseen
-    png_compression: int = 1  # 0-9; favour speed: 240x424 RGB-D packs in ~10 ms at 1
+    duplicate_distance: float = field(
+        default=0.1,
+        metadata=param(
+            'Thumbnail distance below which a frame is a near duplicate of a collected one.',
+            low=0.0,
+            dynamic=True,
+        ),
+    )
+    min_score: float | None = field(
+        default=None,
+        metadata=param(
+            'Collect when score >= this (< 0: when the frame is unseen).',
+            dynamic=True,
+            off=Off.NEGATIVE,
+        ),
+    )
+    # favour speed: 240x424 RGB-D packs in ~10 ms at 1
+    png_compression: int = field(
+        default=1,
+        metadata=param(
+            'PNG compression of spooled images, 0..9.',
+            low=0,
+            high=9,
+            dynamic=True,
+            name='png_compression',
+        ),
+    )
 
     def __post_init__(self) -> None:
         if self.min_interval_s < 0.0:

@@ -1,35 +1,43 @@
-"""Models down: poll the deploy pointer, fetch a new package, verify it, install it atomically.
+"""Models down: poll the deploy pointer, fetch a new package, verify it once, make it current.
 
 The pointer URL is Sedna's ``<job outputDir>/deploy/index.pkl`` (which our eval worker fills with
-a JSON deploy pointer, never a pickle: see ``model_package``) or the inference worker's
+a JSON deploy pointer, never a pickle: see ``models.package``) or the inference worker's
 ``MODEL_URLS``; a URL naming a package directly works too. A new package is downloaded into
-``<models_dir>/.staging/`` and verified with ``load_package`` (files, schema, sha256 of every
-file, content hash, and the hash the pointer names) before one ``rename`` moves it to
-``<models_dir>/<content_hash>/``; so a partial download or a bad package is never where the
-perception node could be told to load it. ``<models_dir>/current.json`` records the installed
-package, so a restarted robot does not announce it again. A rejected package is not downloaded
+``<models_dir>/.staging/`` and verified there with ``load_package`` (files, schema, sha256 of
+every file, content hash, and the hash the pointer names): the one hash pass of its installation
+on the robot. One ``rename`` moves it to ``<models_dir>/<content_hash>/``, then
+``<models_dir>/current.json`` (``models.installed``) is replaced atomically: that record is the
+single channel to the perception node, which trusts it, and what both nodes go by after a
+restart. A partial download or a bad package is never where the record could name it.
+
+"Current" is whatever the pointer names, older versions included: an admin's rollback rewrites
+the pointer to an earlier package, and the next poll makes it current again (from its directory
+if it is still installed, verified again, else downloaded). A rejected package is not downloaded
 again until the pointer changes.
 """
 
 from __future__ import annotations
 
-import json
 import logging
 import os
 import shutil
 import tempfile
-from collections.abc import Mapping
 from pathlib import Path
 
 from robo_lifelong.errors import ModelPackageError, StorageError
+from robo_lifelong.models.installed import (
+    CURRENT_FILE,
+    InstalledModel,
+    open_installed,
+    read_installed,
+)
 from robo_lifelong.models.package import MANIFEST_FILE, ModelPackage, load_package
-from robo_lifelong.transfer.model_store import fetch_package, locate_package
-from robo_lifelong.transfer.storage import LocalStorage, open_storage
+from robo_lifelong.transfer.model_store import DeploySource, download_package, read_manifest
+from robo_lifelong.transfer.storage import LocalStorage, S3Config
 
 log = logging.getLogger(__name__)
 
 STAGING = '.staging'
-CURRENT = 'current.json'
 
 
 def first_model_url(model_urls: str) -> str:
@@ -48,44 +56,46 @@ class ModelSync:
         self,
         pointer_url: str,
         models_dir: str | os.PathLike,
-        environ: Mapping[str, str] | None = None,
+        s3: S3Config | None = None,
         data_path_prefix: str = '',
     ) -> None:
         self.pointer_url = pointer_url
         self.models_dir = Path(models_dir)
-        self.environ = environ
-        self.data_path_prefix = data_path_prefix
         self.models_dir.mkdir(parents=True, exist_ok=True)
         shutil.rmtree(self.models_dir / STAGING, ignore_errors=True)  # a crash's leftovers
+        self._source = DeploySource(pointer_url, s3, data_path_prefix)
+        self._record = LocalStorage(self.models_dir)
         self.current = self._read_current()
         self._rejected: tuple[str, str] | None = None  # (package URL, content hash)
 
     def _read_current(self) -> ModelPackage | None:
+        """The package ``current.json`` names, trusted: this bridge verified it when it wrote
+        the record."""
         try:
-            record = json.loads((self.models_dir / CURRENT).read_text())
-            return load_package(self.models_dir / record['content_hash'])
-        except FileNotFoundError:
-            return None
-        except (ValueError, KeyError, TypeError, ModelPackageError) as e:
-            log.warning('ignoring %s: %s', self.models_dir / CURRENT, e)
+            record = read_installed(self.models_dir)
+            return None if record is None else open_installed(self.models_dir, record)
+        except ModelPackageError as e:
+            log.warning('ignoring %s: %s', self.models_dir / CURRENT_FILE, e)
             return None
 
     def poll(self) -> ModelPackage | None:
-        """Check the pointer once; the newly installed package, or None if nothing is new.
+        """Check the pointer once; the package it newly made current, or None if nothing changed.
 
         :raises ModelPackageError: the pointer or the package it names is unreadable or bad
             (the package is not installed; it is not fetched again until the pointer changes).
         """
-        package_url, pointer = locate_package(
-            self.pointer_url, self.environ, self.data_path_prefix
+        package_url, pointer = self._source.locate()
+        wanted = (
+            pointer.content_hash
+            if pointer is not None
+            else str(read_manifest(self._source.package_store(package_url))['content_hash'])
         )
-        wanted = pointer.content_hash if pointer is not None else self._manifest_hash(package_url)
         if self.current is not None and self.current.content_hash == wanted:
             return None
         if self._rejected == (package_url, wanted):
             return None
         try:
-            package = self._stage(package_url)
+            package = self._reinstalled(wanted) or self._stage(package_url)
             if package.content_hash != wanted:
                 raise ModelPackageError(
                     f'{self.pointer_url}: pointer names content_hash {wanted}, '
@@ -99,33 +109,38 @@ class ModelSync:
             raise
         finally:
             shutil.rmtree(self.models_dir / STAGING, ignore_errors=True)
+        older = self.current is not None and installed.version < self.current.version
         self.current = installed
         log.info(
-            'installed model v%d (%s) at %s',
+            '%s model v%d (%s) at %s',
+            'rolled back to' if older else 'installed',
             installed.version,
             installed.content_hash[:12],
             installed.path,
         )
         return installed
 
-    def _manifest_hash(self, package_url: str) -> str:
-        """The content hash a package's manifest declares (read without fetching the model)."""
+    def _reinstalled(self, content_hash: str) -> ModelPackage | None:
+        """The package with ``content_hash`` if an earlier installation left it here (a
+        rollback), verified again; None (and the copy removed) if it is not there intact."""
+        final = self.models_dir / content_hash
+        if not (final / MANIFEST_FILE).is_file():
+            return None
         try:
-            manifest = json.loads(
-                open_storage(package_url, self.environ).read_bytes(MANIFEST_FILE)
-            )
-            return str(manifest['content_hash'])
-        except (StorageError, ValueError, KeyError, TypeError) as e:
-            raise ModelPackageError(f'cannot read {package_url}/{MANIFEST_FILE}: {e}') from e
+            return load_package(final)
+        except ModelPackageError as e:
+            log.warning('installed copy %s is damaged (%s): fetching it again', final, e)
+            shutil.rmtree(final, ignore_errors=True)
+            return None
 
     def _stage(self, package_url: str) -> ModelPackage:
-        """A verified copy of the package under the staging directory."""
+        """A verified copy of the package under the staging directory (hashed once)."""
         staging = self.models_dir / STAGING
         staging.mkdir(parents=True, exist_ok=True)
         try:
             if package_url.startswith('s3://'):
                 # downloads into a temporary directory, verifies, renames to staging/<hash>
-                return fetch_package(package_url, staging, self.environ)
+                return download_package(self._source.package_store(package_url), staging)
             # local packages are copied too: the cloud may replace its directory while the
             # robot still runs this one
             copy = Path(tempfile.mkdtemp(prefix='copy-', dir=staging)) / 'package'
@@ -134,18 +149,20 @@ class ModelSync:
         except (OSError, StorageError) as e:
             raise ModelPackageError(f'cannot fetch model package {package_url}: {e}') from e
 
-    def _install(self, staged: ModelPackage) -> ModelPackage:
-        final = self.models_dir / staged.content_hash
-        if not final.exists():  # else installed before: an older pointer named it again
+    def _install(self, package: ModelPackage) -> ModelPackage:
+        """Move a verified package to ``<models_dir>/<content_hash>`` (unless it is there
+        already) and make it current; no hash is taken again."""
+        final = self.models_dir / package.content_hash
+        if package.path != final:
             try:
-                os.rename(staged.path, final)
+                shutil.rmtree(final, ignore_errors=True)  # an incomplete copy (_reinstalled)
+                os.rename(package.path, final)
             except OSError as e:
-                raise ModelPackageError(f'cannot install {staged.path} as {final}: {e}') from e
-        package = load_package(final)
-        record = {
-            'content_hash': package.content_hash,
-            'version': package.version,
-            'path': str(package.path),
-        }
-        LocalStorage(self.models_dir).write_bytes(CURRENT, json.dumps(record).encode())
-        return package
+                raise ModelPackageError(f'cannot install {package.path} as {final}: {e}') from e
+        installed = ModelPackage(final, package.manifest)
+        record = InstalledModel.for_package(installed)
+        try:
+            self._record.write_bytes(CURRENT_FILE, record.to_bytes(self.models_dir))
+        except StorageError as e:
+            raise ModelPackageError(f'cannot record {final} as current: {e}') from e
+        return installed

@@ -120,6 +120,12 @@ class SpoolStat:
     oldest_age_s: float | None  # None when empty
 
 
+# Default bounds, shared by the perception node's parameters and the offline CLI: 2 GB or
+# 10 000 samples holds hours of collection while the robot is offline.
+DEFAULT_MAX_BYTES = 2_000_000_000
+DEFAULT_MAX_SAMPLES = 10_000
+
+
 class Spool:
     """A bounded, crash-safe sample queue in ``root``. Thread-safe within one process."""
 

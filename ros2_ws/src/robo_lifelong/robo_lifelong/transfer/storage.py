@@ -5,10 +5,12 @@ Keys are relative posix paths below the URL the store was opened with. Writes ar
 conditional writes (``read_with_etag`` / ``write_if``), so concurrent robots appending to the same
 ``data.txt`` never lose or duplicate a line (``append_line_once``).
 
-S3 endpoint and keys come from the variables Sedna injects into workers (``S3_ENDPOINT_URL`` with
-scheme, ``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY``), else from the standard AWS variables
-(``AWS_ENDPOINT_URL[_S3]``, ``AWS_ACCESS_KEY_ID`` ...) and config files. boto3 is imported only
-when an ``s3://`` URL is opened.
+S3 endpoint and keys are an ``S3Config``, read once from the environment
+(``S3Config.from_environ``): the variables Sedna injects into workers (``S3_ENDPOINT_URL`` with
+scheme, ``ACCESS_KEY_ID``, ``SECRET_ACCESS_KEY``), else the standard AWS variables
+(``AWS_ENDPOINT_URL[_S3]``, ``AWS_ACCESS_KEY_ID`` ...), else boto3's own chain (config files,
+instance roles). ``split_url``, ``parent_of`` and ``join`` are the one place URLs are taken apart
+and put together. boto3 is imported only when an ``s3://`` URL is opened.
 """
 
 from __future__ import annotations
@@ -22,9 +24,11 @@ import random
 import re
 import shutil
 import tempfile
+import threading
 import time
 from abc import ABC, abstractmethod
 from collections.abc import Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 
 from robo_lifelong.errors import ObjectMissing, PreconditionFailed, StorageError
@@ -42,6 +46,7 @@ APPEND_ATTEMPTS = 60
 APPEND_BACKOFF_S = 0.02
 APPEND_BACKOFF_CAP_S = 1.0
 
+S3_SCHEME = 's3://'
 _BUCKET_RE = re.compile(r'^[a-z0-9][a-z0-9.-]{1,61}[a-z0-9]$')
 # Local bookkeeping files next to the objects; never listed as objects.
 _LOCK_SUFFIX = '.robo-lock'
@@ -56,6 +61,85 @@ def join(url: str, *parts: str) -> str:
         if part:
             out = f'{out}/{part}'
     return out
+
+
+def split_url(url: str) -> tuple[str, str]:
+    """``(parent, name)`` of an object URL: ``s3://b/p/k`` -> ``('s3://b/p', 'k')``,
+    ``/d/f`` -> ``('/d', 'f')``, ``f`` -> ``('.', 'f')``; trailing slashes are ignored, so the
+    name of a directory URL is its last segment.
+
+    :raises StorageError: ``url`` is a bare ``s3://bucket``, which has no parent.
+    """
+    scheme = S3_SCHEME if url.startswith(S3_SCHEME) else ''
+    head, _, name = url[len(scheme) :].rstrip('/').rpartition('/')
+    if scheme:
+        if not head or not name:
+            raise StorageError(f'{url!r} names a bucket, not an object below one')
+        return scheme + head.rstrip('/'), name
+    return head.rstrip('/') or ('/' if url.startswith('/') else '.'), name
+
+
+def parent_of(url: str) -> str:
+    """The URL of the directory (or S3 prefix) holding ``url``; see ``split_url``."""
+    return split_url(url)[0]
+
+
+def split_bucket(url: str) -> tuple[str, str]:
+    """``(bucket, key prefix)`` of an ``s3://bucket[/prefix]`` URL, prefix without edge slashes."""
+    if not url.startswith(S3_SCHEME):
+        raise StorageError(f'not an S3 URL: {url!r}')
+    bucket, _, prefix = url[len(S3_SCHEME) :].partition('/')
+    return bucket, prefix.strip('/')
+
+
+@dataclass(frozen=True)
+class S3Config:
+    """Where S3 is and who we are to it; empty strings mean "not set" (boto3's chain decides).
+
+    Built once from the environment (``from_environ``) and passed down to ``open_storage``;
+    ``to_environ`` gives the variables back for a process that is launched with them. The keys
+    never appear in ``repr``/``str`` (so neither in logs nor in test output).
+    """
+
+    endpoint_url: str = ''  # with scheme (http:// or https://); '': AWS itself
+    region: str = ''  # '': boto3's configured region, else us-east-1
+    access_key_id: str = field(default='', repr=False)
+    secret_access_key: str = field(default='', repr=False)
+    session_token: str = field(default='', repr=False)  # temporary AWS credentials only
+
+    @classmethod
+    def from_environ(cls, environ: Mapping[str, str]) -> S3Config:
+        """Sedna's names first (PROTOCOL.md §3.4), then the AWS ones."""
+
+        def first(*names: str) -> str:
+            return next((v for n in names if (v := environ.get(n, '').strip())), '')
+
+        sedna_keys = bool(first('ACCESS_KEY_ID') and first('SECRET_ACCESS_KEY'))
+        return cls(
+            endpoint_url=first('S3_ENDPOINT_URL', 'AWS_ENDPOINT_URL_S3', 'AWS_ENDPOINT_URL'),
+            region=first('AWS_REGION', 'AWS_DEFAULT_REGION'),
+            access_key_id=first('ACCESS_KEY_ID', 'AWS_ACCESS_KEY_ID'),
+            secret_access_key=first('SECRET_ACCESS_KEY', 'AWS_SECRET_ACCESS_KEY'),
+            # a token belongs to the AWS key pair it was issued with, never to Sedna's keys
+            session_token='' if sedna_keys else first('AWS_SESSION_TOKEN'),
+        )
+
+    @property
+    def has_keys(self) -> bool:
+        return bool(self.access_key_id and self.secret_access_key)
+
+    def to_environ(self) -> dict[str, str]:
+        """The variables ``from_environ`` reads this config back from (unset ones left out):
+        Sedna's names, or the AWS ones for a key pair with a session token."""
+        aws = bool(self.session_token)
+        values = {
+            'S3_ENDPOINT_URL': self.endpoint_url,
+            'AWS_REGION': self.region,
+            'AWS_ACCESS_KEY_ID' if aws else 'ACCESS_KEY_ID': self.access_key_id,
+            'AWS_SECRET_ACCESS_KEY' if aws else 'SECRET_ACCESS_KEY': self.secret_access_key,
+            'AWS_SESSION_TOKEN': self.session_token,
+        }
+        return {name: value for name, value in values.items() if value}
 
 
 class Storage(ABC):
@@ -144,17 +228,18 @@ class Storage(ABC):
 
 
 def open_storage(
-    url: str, environ: Mapping[str, str] | None = None, attempts: int = S3_TOTAL_ATTEMPTS
+    url: str, s3: S3Config | None = None, attempts: int = S3_TOTAL_ATTEMPTS
 ) -> Storage:
     """Storage for a local path (or ``file://`` URL) or ``s3://bucket[/prefix]``.
 
-    ``environ`` (default ``os.environ``) supplies the S3 endpoint and keys; ``attempts`` is how
-    often botocore tries each S3 request (1: no retries, the caller retries).
+    ``s3`` (default: ``S3Config.from_environ(os.environ)``, read when an ``s3://`` URL is
+    opened) is the endpoint and keys; ``attempts`` is how often botocore tries each S3 request
+    (1: no retries, the caller retries).
     """
     if not isinstance(url, str) or not url.strip():
         raise StorageError(f'storage URL must be a non-empty string, got {url!r}')
-    if url.startswith('s3://'):
-        return S3Storage(url, os.environ if environ is None else environ, attempts)
+    if url.startswith(S3_SCHEME):
+        return S3Storage(url, S3Config.from_environ(os.environ) if s3 is None else s3, attempts)
     if url.startswith('file://'):
         return LocalStorage(url[len('file://') :])
     if re.match(r'^[A-Za-z][A-Za-z0-9+.-]*://', url):
@@ -292,34 +377,38 @@ class LocalStorage(Storage):
 class S3Storage(Storage):
     """``s3://bucket[/prefix]`` through boto3 (path-style addressing for custom endpoints)."""
 
-    def __init__(
-        self, url: str, environ: Mapping[str, str], attempts: int = S3_TOTAL_ATTEMPTS
-    ) -> None:
+    def __init__(self, url: str, s3: S3Config, attempts: int = S3_TOTAL_ATTEMPTS) -> None:
         if attempts < 1:
             raise StorageError(f'S3 attempts must be >= 1, got {attempts!r}')
-        bucket, _, prefix = url[len('s3://') :].partition('/')
+        bucket, self.prefix = split_bucket(url)
         if not _BUCKET_RE.match(bucket):
             raise StorageError(
                 f'bad S3 URL {url!r}: bucket {bucket!r} must be 3-63 characters of a-z 0-9 . -'
             )
         self.bucket = bucket
-        self.prefix = prefix.strip('/')
-        self.url = join(f's3://{bucket}', self.prefix)
-        self.endpoint_url = (
-            environ.get('S3_ENDPOINT_URL')
-            or environ.get('AWS_ENDPOINT_URL_S3')
-            or environ.get('AWS_ENDPOINT_URL')
-            or None
-        )
+        self.url = join(f'{S3_SCHEME}{bucket}', self.prefix)
+        self.endpoint_url = s3.endpoint_url or None
         if self.endpoint_url and not re.match(r'^https?://', self.endpoint_url):
             raise StorageError(
                 f'S3_ENDPOINT_URL must include the scheme (http:// or https://), '
                 f'got {self.endpoint_url!r}'
             )
-        self._client = _make_client(self.endpoint_url, environ, attempts)
+        self._s3, self._attempts = s3, attempts
+        self._boto_client = None
+        self._client_lock = threading.Lock()
 
     def __repr__(self) -> str:
         return f'S3Storage({self.url!r}, endpoint_url={self.endpoint_url!r})'
+
+    @property
+    def _client(self):
+        """The boto3 client, made at the first request and reused by every later one (making
+        one costs far more than a request): one client per storage object."""
+        if self._boto_client is None:
+            with self._client_lock:  # the uploader's threads share one store
+                if self._boto_client is None:
+                    self._boto_client = _make_client(self._s3, self._attempts)
+        return self._boto_client
 
     def _key(self, key: str) -> str:
         return join(self.prefix, _check_key(key)) if self.prefix else _check_key(key)
@@ -458,7 +547,7 @@ def _reason(error: BaseException) -> str:
     return ' <- '.join(parts)
 
 
-def _make_client(endpoint_url: str | None, environ: Mapping[str, str], attempts: int):
+def _make_client(s3: S3Config, attempts: int):
     try:
         import boto3
         from botocore.config import Config
@@ -471,23 +560,24 @@ def _make_client(endpoint_url: str | None, environ: Mapping[str, str], attempts:
         read_timeout=S3_READ_TIMEOUT_S,
         retries={'mode': 'standard', 'total_max_attempts': attempts},
         # S3-compatible stores differ in virtual-host DNS and in the newer default checksums
-        s3={'addressing_style': 'path'} if endpoint_url else None,
+        s3={'addressing_style': 'path'} if s3.endpoint_url else None,
         request_checksum_calculation='when_required',
         response_checksum_validation='when_required',
     )
     session = boto3.session.Session()
-    region = environ.get('AWS_REGION') or environ.get('AWS_DEFAULT_REGION') or session.region_name
-    access_key = environ.get('ACCESS_KEY_ID') or environ.get('AWS_ACCESS_KEY_ID')
-    secret_key = environ.get('SECRET_ACCESS_KEY') or environ.get('AWS_SECRET_ACCESS_KEY')
     credentials = (
-        {'aws_access_key_id': access_key, 'aws_secret_access_key': secret_key}
-        if access_key and secret_key
+        {
+            'aws_access_key_id': s3.access_key_id,
+            'aws_secret_access_key': s3.secret_access_key,
+            'aws_session_token': s3.session_token or None,
+        }
+        if s3.has_keys
         else {}  # boto3's own chain: AWS variables, config files, instance roles
     )
     return session.client(
         's3',
-        endpoint_url=endpoint_url,
-        region_name=region or 'us-east-1',
+        endpoint_url=s3.endpoint_url or None,
+        region_name=s3.region or session.region_name or 'us-east-1',
         config=config,
         **credentials,
     )
