@@ -13,20 +13,20 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from robo_lifelong.nodes.sim_camera_node import SimCameraConfig
-
 PACKAGE = 'robo_lifelong'
 
 
 def generate_launch_description() -> LaunchDescription:
     share = get_package_share_directory(PACKAGE)
-    camera_defaults = SimCameraConfig()  # the node's own defaults, except the demo's route
     arguments = {
         'namespace': (PACKAGE, 'namespace of every node and topic'),
         'schedule': ('sunny:20,night:15,sunny:20', 'task:seconds route schedule'),
-        'rate_hz': (str(camera_defaults.rate_hz), 'camera frame rate'),
-        'width': (str(camera_defaults.width), 'image width'),
-        'height': (str(camera_defaults.height), 'image height'),
+        # The sim camera's own defaults (SimCameraConfig), written here because the launch
+        # process need not have the simulator's dependencies (OpenCV): importing the node module
+        # would fail there. tests/ros/test_node_parameters.py checks they are equal.
+        'rate_hz': ('15.0', 'camera frame rate'),
+        'width': ('424', 'image width'),
+        'height': ('240', 'image height'),
         'ground_truth_dir': (
             os.path.join(os.path.expanduser('~'), '.robo_lifelong', 'ground_truth'),
             'where the simulator keeps ground-truth labels for annotation',

@@ -8,6 +8,7 @@ own (a ROS domain in 100-200 like the subprocess tests); nothing spins, nothing 
 
 from __future__ import annotations
 
+import ast
 import random
 from collections.abc import Iterator
 
@@ -157,3 +158,23 @@ def test_bad_start_values_are_a_config_error(
             declare_config(node, config)
     finally:
         node.destroy_node()
+
+
+def test_the_demo_launch_file_offers_the_sim_cameras_own_defaults() -> None:
+    # demo.launch.py cannot import the node module (the launch process may lack OpenCV), so its
+    # defaults for the camera's arguments are literals that must stay the dataclass defaults
+    tree = ast.parse((REPO / 'launch/demo.launch.py').read_text(encoding='utf-8'))
+    arguments = next(
+        node.value
+        for node in ast.walk(tree)
+        if isinstance(node, ast.Assign)
+        and any(isinstance(t, ast.Name) and t.id == 'arguments' for t in node.targets)
+    )
+    offered = {
+        key.value: value.elts[0].value
+        for key, value in zip(arguments.keys, arguments.values, strict=True)
+        if isinstance(value, ast.Tuple) and isinstance(value.elts[0], ast.Constant)
+    }
+    camera = SimCameraConfig()
+    for name in ('rate_hz', 'width', 'height'):
+        assert type(getattr(camera, name))(offered[name]) == getattr(camera, name), name
