@@ -272,7 +272,8 @@ def test_corrupt_package_is_rejected_and_the_old_model_continues(
     record_bytes = InstalledModel.for_package(bad).to_bytes(live.models_dir)
     LocalStorage(live.models_dir).write_bytes(CURRENT_FILE, record_bytes)
     written_ns = time.time_ns()
-    record = probe(env, 0, '--until', f'diag=rejected {installed}')
+    # the latched version may arrive after the status: wait for both
+    record = probe(env, 0, '--until', f'diag=rejected {installed}', '--until', 'version')
     assert record['version'][-1]['version'] == before
     node.wait_for_output('rejected', timeout=60)
     assert 'onnxruntime cannot load it' in node.output
