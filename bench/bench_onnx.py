@@ -1,9 +1,9 @@
 """Segmentation model latency in onnxruntime at 240x424 (target: median <= 5 ms on 2 threads).
 
 ``session``: the ONNX graph alone (RGB-D input, 24 classes). ``runtime``: the robot's full
-``SegmentationRuntime.infer`` on a 240x424 frame (preprocess, run, low-res argmax, label
-upsampling), and on a 480x640 frame (resized to the model input first). Latency does not depend
-on the weights, so an untrained model is used.
+``SegmentationRuntime.infer`` on a 240x424 frame (preprocess, run with the full-resolution label
+head), and on a 480x640 frame (resized to the model input first). Latency does not depend on the
+weights, so an untrained model is used.
 """
 
 from __future__ import annotations
@@ -20,7 +20,7 @@ from robo_lifelong.labels import NUM_CLASSES
 from robo_lifelong.models import package as mp
 from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong_cloud.data import input_spec
-from robo_lifelong_cloud.export import OUTPUT_NAMES, export_onnx
+from robo_lifelong_cloud.export import MANIFEST_OUTPUTS, export_onnx
 from robo_lifelong_cloud.model import OUTPUT_STRIDE, SegNetConfig, build_model, num_parameters
 
 HEIGHT, WIDTH = 240, 424
@@ -50,7 +50,7 @@ def _package(directory: Path) -> tuple[mp.ModelPackage, int]:
         'created': '1970-01-01T00:00:00+00:00',
         'classes': [{'id': i, 'name': f'c{i}', 'color': [0, 0, 0]} for i in range(NUM_CLASSES)],
         'input': input_spec(HEIGHT, WIDTH, 4),
-        'outputs': {'logits': OUTPUT_NAMES[0], 'embedding': OUTPUT_NAMES[1]},
+        'outputs': MANIFEST_OUTPUTS,
         'output_stride': OUTPUT_STRIDE,
         'embedding_dim': model.config.embedding_dim,
         'known_tasks': [],
@@ -80,7 +80,10 @@ def run(quick: bool = False) -> dict:
         }
         for threads in (1, 2):
             runtime = SegmentationRuntime(package, threads=threads)
-            x = {'image': rng.standard_normal((1, 4, HEIGHT, WIDTH)).astype(np.float32)}
+            x = {
+                'image': rng.standard_normal((1, 4, HEIGHT, WIDTH)).astype(np.float32),
+                'labels_size': np.array([HEIGHT, WIDTH], np.int64),
+            }
             entry = {'session': _stats(partial(runtime.session.run, None, x), repeats)}
             for size, (rgb, depth) in frames.items():
                 entry[f'runtime_{size}'] = _stats(partial(runtime.infer, rgb, depth), repeats)

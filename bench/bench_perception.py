@@ -96,8 +96,13 @@ def raw_inference_ms(package: mp.ModelPackage, height: int, width: int, n: int) 
     runtime = load_model(package.path, threads=2).runtime
     frame = CampusWorld(seed=2, camera=CameraModel(width, height)).random_frame('sunny', 0)
     x = preprocess(frame.rgb, None, runtime.input_spec)
-    names = [runtime.package.manifest['outputs']['logits']]
-    feed = {runtime.input_spec['name']: x}
+    outputs = runtime.package.manifest['outputs']
+    # the graph with its label head at the frame's size: what the node needs from it per frame
+    names = [outputs['logits'], outputs['embedding'], outputs['labels']['name']]
+    feed = {
+        runtime.input_spec['name']: x,
+        outputs['labels']['size_input']: np.array([height, width], np.int64),
+    }
     for _ in range(5):
         runtime.session.run(names, feed)
     times = []

@@ -1,8 +1,8 @@
 """The eval worker's job: candidate vs reference model on the test list -> deploy decision.
 
-Both models run through the robot's own runtime (onnxruntime on the package, argmax at the output
-stride, labels upsampled), so the numbers are what the robot will see. The candidate is the first
-of ``MODEL_URLS`` (Sedna passes one model).
+Both models run through the robot's own runtime (onnxruntime on the package, labels from its
+full-resolution label head), so the numbers are what the robot will see. The candidate is the
+first of ``MODEL_URLS`` (Sedna passes one model).
 
 What it reads, and from where (only what a Sedna eval pod mounts, PROTOCOL.md §3.1-3.2):
 

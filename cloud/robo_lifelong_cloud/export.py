@@ -1,7 +1,15 @@
 """ONNX export of the segmentation net and a torch-vs-onnxruntime parity check.
 
 The graph has a dynamic batch axis and a fixed input size (the package's ``input`` size): the
-robot resizes every frame to it. The TorchScript-based exporter (``dynamo=False``) is used
+robot resizes every frame to it. Besides the stride-8 ``logits`` and the ``embedding`` it outputs
+``labels`` at any size the caller asks for (input ``labels_size`` = (H, W), the frame's size): the
+logits upsampled bilinearly (half-pixel centres, as torch's ``align_corners=False``) and arg-maxed
+inside the graph, so the robot publishes full-resolution labels, not 8x8 blocks of the stride-8
+argmax. The head works channels-last (logits transposed to (N, h, w, K), resized over h and w,
+arg-maxed over the last axis): 2.5x faster in onnxruntime than resizing and arg-maxing (N, K, H, W)
+(18 vs 46 ms at 480x640, 24 classes, 2 threads, measured on a loaded 2-core machine).
+
+The TorchScript-based exporter (``dynamo=False``) is used
 because it exports this small conv net in under a second (the dynamo exporter takes ~10 s here and
 gives the same graph up to parity); its deprecation warning is silenced for that reason.
 """
@@ -14,8 +22,10 @@ import os
 import warnings
 
 import numpy as np
+import onnx
 import onnxruntime as ort
 import torch
+import torch.nn.functional as F
 
 from robo_lifelong_cloud.model import SegNet
 
@@ -23,15 +33,66 @@ log = logging.getLogger(__name__)
 
 OPSET = 17
 INPUT_NAME = 'image'
+LABELS_SIZE_NAME = 'labels_size'
 OUTPUT_NAMES = ('logits', 'embedding')
+LABELS_NAME = 'labels'
+# The manifest's ``outputs`` section of every package this module exports.
+MANIFEST_OUTPUTS = {
+    'logits': OUTPUT_NAMES[0],
+    'embedding': OUTPUT_NAMES[1],
+    'labels': {'name': LABELS_NAME, 'size_input': LABELS_SIZE_NAME},
+}
 
 
 class ParityError(AssertionError):
     """The ONNX graph's outputs differ from the torch model's beyond the tolerance."""
 
 
+def _add_label_head(graph: onnx.GraphProto) -> None:
+    """Append ``labels`` (N, H, W) uint8 = argmax over classes of the logits resized bilinearly
+    to ``labels_size`` = (H, W). Built as ONNX nodes rather than traced from torch: the traced
+    ``F.interpolate`` would freeze the output size into the graph."""
+    logits = OUTPUT_NAMES[0]
+    int64 = onnx.TensorProto.INT64
+    c = {value: f'label_head/const_{value}' for value in (0, 1, 2)}
+    graph.initializer.extend(
+        [onnx.helper.make_tensor(name, int64, [1], [value]) for value, name in c.items()]
+    )
+    node = onnx.helper.make_node
+    graph.node.extend(
+        [
+            node('Transpose', [logits], ['label_head/nhwc'], perm=[0, 2, 3, 1]),
+            node('Shape', [logits], ['label_head/shape']),
+            node('Slice', ['label_head/shape', c[0], c[1]], ['label_head/n']),
+            node('Slice', ['label_head/shape', c[1], c[2]], ['label_head/k']),
+            node(
+                'Concat',
+                ['label_head/n', LABELS_SIZE_NAME, 'label_head/k'],
+                ['label_head/sizes'],
+                axis=0,
+            ),
+            node(
+                'Resize',
+                ['label_head/nhwc', '', '', 'label_head/sizes'],
+                ['label_head/upsampled'],
+                mode='linear',
+                coordinate_transformation_mode='half_pixel',
+            ),
+            node('ArgMax', ['label_head/upsampled'], ['label_head/argmax'], axis=3, keepdims=0),
+            node('Cast', ['label_head/argmax'], [LABELS_NAME], to=onnx.TensorProto.UINT8),
+        ]
+    )
+    graph.input.append(onnx.helper.make_tensor_value_info(LABELS_SIZE_NAME, int64, [2]))
+    graph.output.append(
+        onnx.helper.make_tensor_value_info(
+            LABELS_NAME, onnx.TensorProto.UINT8, ['batch', 'label_height', 'label_width']
+        )
+    )
+
+
 def export_onnx(model: SegNet, height: int, width: int) -> bytes:
-    """Serialized ONNX model (opset 17, dynamic batch) of ``model`` in eval mode."""
+    """Serialized ONNX model (opset 17, dynamic batch) of ``model`` in eval mode, with the
+    full-resolution label head."""
     model = model.eval()
     dummy = torch.zeros(1, model.config.in_channels, height, width)
     buffer = io.BytesIO()
@@ -48,7 +109,10 @@ def export_onnx(model: SegNet, height: int, width: int) -> bytes:
             opset_version=OPSET,
             dynamo=False,
         )
-    return buffer.getvalue()
+    graph = onnx.load_from_string(buffer.getvalue())
+    _add_label_head(graph.graph)
+    onnx.checker.check_model(graph)
+    return graph.SerializeToString()
 
 
 def check_parity(
@@ -68,7 +132,10 @@ def check_parity(
     x = rng.standard_normal((batch, model.config.in_channels, height, width)).astype(np.float32)
     with torch.no_grad():
         expected = [t.numpy() for t in model.eval()(torch.from_numpy(x))]
-    actual = session.run(list(OUTPUT_NAMES), {INPUT_NAME: x})
+    size = np.array([height, width], np.int64)
+    *actual, labels = session.run(
+        [*OUTPUT_NAMES, LABELS_NAME], {INPUT_NAME: x, LABELS_SIZE_NAME: size}
+    )
     worst = 0.0
     for name, e, a in zip(OUTPUT_NAMES, expected, actual, strict=True):
         if e.shape != a.shape:
@@ -77,5 +144,16 @@ def check_parity(
         if diff > atol:
             raise ParityError(f'{name}: max |torch - onnx| = {diff:.3g} > atol {atol:g}')
         worst = max(worst, diff)
+    upsampled = F.interpolate(
+        torch.from_numpy(actual[0]), size=(height, width), mode='bilinear', align_corners=False
+    )
+    top2 = upsampled.topk(2, dim=1).values
+    clear = (top2[:, 0] - top2[:, 1] > atol).numpy()  # pixels whose argmax no rounding can flip
+    want = upsampled.argmax(dim=1).numpy()
+    if labels.shape != want.shape:
+        raise ParityError(f'{LABELS_NAME}: onnx shape {labels.shape} != {want.shape}')
+    wrong = int(np.count_nonzero((labels != want) & clear))
+    if wrong:
+        raise ParityError(f'{LABELS_NAME}: {wrong} pixels differ from argmax(bilinear(logits))')
     log.info('ONNX parity ok: max abs difference %.3g', worst)
     return worst

@@ -2,9 +2,10 @@
 
 Fast-SCNN layout: a shallow "learning to downsample" path to stride 8 (full-detail skip), a deep
 path of MobileNetV2 inverted residuals to stride 32 with LR-ASPP's global-context gate, fused at
-stride 8 where a 1x1 classifier emits the logits. The logits stay at stride 8 (``OUTPUT_STRIDE``)
-because the robot takes the argmax there and upsamples only the labels. ``embedding`` is the
-global average of the deep features: the image-level input of unseen-task recognition.
+stride 8 where a 1x1 classifier emits the logits. The logits stay at stride 8 (``OUTPUT_STRIDE``);
+the exported graph upsamples them to the frame's size and takes the argmax there (``export.py``).
+``embedding`` is the global average of the deep features: the image-level input of unseen-task
+recognition.
 
 Logit row ``k`` is label-map id ``k``; ``grow_classes`` adds rows for new ids and keeps the old
 ones, so an incremental update never changes what an old id means.

@@ -52,7 +52,7 @@ from robo_lifelong_cloud.data import (
     max_label,
     resolve_dataset,
 )
-from robo_lifelong_cloud.export import OUTPUT_NAMES, check_parity, export_onnx
+from robo_lifelong_cloud.export import MANIFEST_OUTPUTS, check_parity, export_onnx
 from robo_lifelong_cloud.model import (
     OUTPUT_STRIDE,
     SegNet,
@@ -151,7 +151,7 @@ def package_manifest(
         'created': datetime.now(timezone.utc).isoformat(timespec='seconds'),
         'classes': [{'id': c.id, 'name': c.name, 'color': list(c.color)} for c in CLASSES[:k]],
         'input': input_spec(height, width, model.config.in_channels),
-        'outputs': {'logits': OUTPUT_NAMES[0], 'embedding': OUTPUT_NAMES[1]},
+        'outputs': MANIFEST_OUTPUTS,
         'output_stride': OUTPUT_STRIDE,
         'embedding_dim': model.config.embedding_dim,
         'known_tasks': known_tasks,

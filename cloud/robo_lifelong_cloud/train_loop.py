@@ -2,7 +2,7 @@
 
 Class-balanced cross-entropy (ignore 255) on the logits upsampled to the label size; validation
 loss and mIoU under ``no_grad`` at epoch ends (about ``VALIDATIONS`` per run), labels predicted
-the way the robot does (argmax at the output stride, nearest-neighbour upsampling of the labels).
+the way the robot does (logits upsampled bilinearly to the label size, then the argmax).
 ``history`` is a list of dicts for ``plots.training_curve``. Incremental updates rehearse
 old-task frames (``mix_rehearsal``) and distil the parent model's outputs on the old classes
 (``distillation_loss``) so the old tasks are not forgotten.
@@ -119,9 +119,10 @@ def class_weights(frames: Sequence[Frame], num_classes: int, power: float) -> to
 
 
 def predict_labels(logits: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-    """(N, h, w) labels at ``size``: argmax at low resolution, nearest upsampling."""
-    low = logits.argmax(dim=1, keepdim=True).float()
-    return F.interpolate(low, size=size, mode='nearest')[:, 0].long()
+    """(N, h, w) labels at ``size`` as the exported graph's label head computes them: logits
+    upsampled bilinearly, then the argmax."""
+    up = F.interpolate(logits, size=size, mode='bilinear', align_corners=False)
+    return up.argmax(dim=1)
 
 
 @torch.no_grad()

@@ -1,4 +1,6 @@
-"""ONNX export: opset, dynamic batch, torch-vs-onnxruntime parity and its failure."""
+"""ONNX export: opset, dynamic batch, the label head's inputs and outputs, torch-vs-onnxruntime
+parity (labels included) and its failure. The labels' values on real frames:
+``tests/core/test_runtime.py``."""
 
 from __future__ import annotations
 
@@ -27,12 +29,14 @@ def test_graph_has_named_io_opset_and_dynamic_batch(exported) -> None:
     model, data = exported
     graph = onnx.load_from_string(data)
     assert max(op.version for op in graph.opset_import if op.domain in ('', 'ai.onnx')) >= OPSET
-    assert [i.name for i in graph.graph.input] == ['image']
-    assert [o.name for o in graph.graph.output] == ['logits', 'embedding']
+    assert [i.name for i in graph.graph.input] == ['image', 'labels_size']
+    assert [o.name for o in graph.graph.output] == ['logits', 'embedding', 'labels']
     session = ort.InferenceSession(data, providers=['CPUExecutionProvider'])
-    logits, embedding = session.run(None, {'image': np.zeros((3, 4, 48, 80), np.float32)})
+    feed = {'image': np.zeros((3, 4, 48, 80), np.float32), 'labels_size': np.array([50, 70])}
+    logits, embedding, labels = session.run(None, feed)
     assert logits.shape == (3, 5, 6, 10)
     assert embedding.shape == (3, model.config.embedding_dim)
+    assert labels.shape == (3, 50, 70) and labels.dtype == np.uint8
 
 
 def test_parity_between_torch_and_onnxruntime(exported, tmp_path) -> None:

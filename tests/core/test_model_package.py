@@ -19,7 +19,7 @@ ONNX = b'not really onnx, but load_package only hashes it'
 
 def manifest(**overrides) -> dict:
     body = {
-        'schema_version': 1,
+        'schema_version': mp.SCHEMA_VERSION,
         'version': 3,
         'parent_version': 2,
         'created': '2026-11-27T01:00:00+00:00',
@@ -33,7 +33,11 @@ def manifest(**overrides) -> dict:
             'std': [0.229, 0.224, 0.225, 1.0],
             'depth_scale': 1e-4,
         },
-        'outputs': {'logits': 'logits', 'embedding': 'embedding'},
+        'outputs': {
+            'logits': 'logits',
+            'embedding': 'embedding',
+            'labels': {'name': 'labels', 'size_input': 'labels_size'},
+        },
         'output_stride': 8,
         'embedding_dim': 128,
         'known_tasks': ['overcast', 'sunny'],

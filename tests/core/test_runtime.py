@@ -1,5 +1,5 @@
-"""The robot runtime on a hand-built ONNX graph: shapes, low-res argmax + label upsampling,
-normalisation, unseen scoring, and bad frames or models."""
+"""The robot runtime on a hand-built ONNX graph: shapes, full-resolution labels from the graph's
+label head (no 8x8 blocks), normalisation, unseen scoring, and bad frames or models."""
 
 from __future__ import annotations
 
@@ -23,7 +23,9 @@ H, W, STRIDE, K = 16, 24, 8, 3
 
 def tiny_onnx() -> bytes:
     """logits = 1x1 conv (identity) of the 8x8-average-pooled normalised image, so the class of
-    a region is its strongest colour channel; embedding = global average of the image."""
+    a region is its strongest colour channel; embedding = global average of the image; labels =
+    argmax of the logits resized bilinearly to ``labels_size`` (the package contract's label
+    head, written here in the plain (N, K, H, W) layout)."""
     nodes = [
         helper.make_node(
             'AveragePool', ['image'], ['pooled'], kernel_shape=[8, 8], strides=[8, 8]
@@ -31,17 +33,35 @@ def tiny_onnx() -> bytes:
         helper.make_node('Conv', ['pooled', 'w'], ['logits']),
         helper.make_node('GlobalAveragePool', ['image'], ['gap']),
         helper.make_node('Flatten', ['gap'], ['embedding']),
+        helper.make_node('Shape', ['logits'], ['shape']),
+        helper.make_node('Slice', ['shape', 'zero', 'two'], ['nk']),
+        helper.make_node('Concat', ['nk', 'labels_size'], ['sizes'], axis=0),
+        helper.make_node(
+            'Resize',
+            ['logits', '', '', 'sizes'],
+            ['upsampled'],
+            mode='linear',
+            coordinate_transformation_mode='half_pixel',
+        ),
+        helper.make_node('ArgMax', ['upsampled'], ['argmax'], axis=1, keepdims=0),
+        helper.make_node('Cast', ['argmax'], ['labels'], to=TensorProto.UINT8),
     ]
     w = helper.make_tensor('w', TensorProto.FLOAT, [K, 3, 1, 1], np.eye(3).ravel().tolist())
+    zero = helper.make_tensor('zero', TensorProto.INT64, [1], [0])
+    two = helper.make_tensor('two', TensorProto.INT64, [1], [2])
     graph = helper.make_graph(
         nodes,
         'tiny',
-        [helper.make_tensor_value_info('image', TensorProto.FLOAT, ['N', 3, H, W])],
+        [
+            helper.make_tensor_value_info('image', TensorProto.FLOAT, ['N', 3, H, W]),
+            helper.make_tensor_value_info('labels_size', TensorProto.INT64, [2]),
+        ],
         [
             helper.make_tensor_value_info('logits', TensorProto.FLOAT, ['N', K, 2, 3]),
             helper.make_tensor_value_info('embedding', TensorProto.FLOAT, ['N', 3]),
+            helper.make_tensor_value_info('labels', TensorProto.UINT8, ['N', 'h', 'w']),
         ],
-        [w],
+        [w, zero, two],
     )
     model = helper.make_model(graph, opset_imports=[helper.make_opsetid('', 17)])
     model.ir_version = 8
@@ -51,7 +71,7 @@ def tiny_onnx() -> bytes:
 
 def manifest(unseen: dict | None = None, channels: int = 3) -> dict:
     return {
-        'schema_version': 1,
+        'schema_version': mp.SCHEMA_VERSION,
         'version': 1,
         'parent_version': None,
         'created': '2026-11-27T01:00:00+00:00',
@@ -65,7 +85,11 @@ def manifest(unseen: dict | None = None, channels: int = 3) -> dict:
             'std': [0.5] * channels,
             'depth_scale': 1e-4,
         },
-        'outputs': {'logits': 'logits', 'embedding': 'embedding'},
+        'outputs': {
+            'logits': 'logits',
+            'embedding': 'embedding',
+            'labels': {'name': 'labels', 'size_input': 'labels_size'},
+        },
         'output_stride': STRIDE,
         'embedding_dim': 3,
         'known_tasks': ['sunny'],
@@ -89,7 +113,13 @@ def three_stripes(height: int, width: int) -> np.ndarray:
     return rgb
 
 
-def test_shapes_and_labels_upsampled_from_low_resolution(runtime: SegmentationRuntime) -> None:
+def bilinear_argmax(logits: np.ndarray, height: int, width: int) -> np.ndarray:
+    """argmax over classes of (K, h, w) logits resized bilinearly (half-pixel centres) in numpy."""
+    up = np.stack([cv2.resize(c, (width, height), interpolation=cv2.INTER_LINEAR) for c in logits])
+    return np.argmax(up, axis=0).astype(np.uint8)
+
+
+def test_shapes_and_labels_at_the_frame_size(runtime: SegmentationRuntime) -> None:
     rgb = three_stripes(2 * H, 2 * W)
     result = runtime.infer(rgb)
     assert result.logits.shape == (K, H // STRIDE, W // STRIDE)
@@ -97,9 +127,34 @@ def test_shapes_and_labels_upsampled_from_low_resolution(runtime: SegmentationRu
     assert result.labels.shape == (2 * H, 2 * W) and result.labels.dtype == np.uint8
     low = np.argmax(result.logits, axis=0).astype(np.uint8)
     np.testing.assert_array_equal(low, [[0, 1, 2], [0, 1, 2]])
-    expected = cv2.resize(low, (2 * W, 2 * H), interpolation=cv2.INTER_NEAREST)
-    np.testing.assert_array_equal(result.labels, expected)
+    np.testing.assert_array_equal(result.labels, bilinear_argmax(result.logits, 2 * H, 2 * W))
     assert result.unseen is None  # the package has no calibration
+
+
+def test_a_diagonal_boundary_is_followed_inside_the_8x8_cells(tmp_path: Path) -> None:
+    """Red above a diagonal, blue below: the labels change inside the model's 8x8 output cells
+    (no blocks), and at full resolution they sit near the true diagonal."""
+    h, w = 8 * H, 8 * W  # 128 x 192: each stride-8 cell of the model covers 64x64 frame pixels
+    package = mp.write_package(tmp_path / 'pkg', tiny_onnx(), manifest())
+    runtime = SegmentationRuntime(package)
+    rows, cols = np.mgrid[0:h, 0:w]
+    above = rows * w < cols * h  # the diagonal from top-left to bottom-right
+    rgb = np.zeros((h, w, 3), np.uint8)
+    rgb[above, 0] = 255
+    rgb[~above, 2] = 255
+    labels = runtime.infer(rgb).labels
+    np.testing.assert_array_equal(labels, bilinear_argmax(runtime.infer(rgb).logits, h, w))
+    cells = labels.reshape(h // 8, 8, w // 8, 8).transpose(0, 2, 1, 3).reshape(-1, 64)
+    mixed = np.count_nonzero(cells.min(axis=1) != cells.max(axis=1))
+    assert mixed >= h // 8  # the boundary crosses at least one 8x8 cell per cell row
+    truth = np.where(above, 0, 2)
+    # nearest-neighbour upsampling of the 2x3 argmax puts whole 64x64 blocks on one side
+    blocks = cv2.resize(
+        np.argmax(runtime.infer(rgb).logits, axis=0).astype(np.uint8),
+        (w, h),
+        interpolation=cv2.INTER_NEAREST,
+    )
+    assert np.mean(labels != truth) < np.mean(blocks != truth)
 
 
 def test_frame_of_any_size_is_resized_to_the_model_input(runtime: SegmentationRuntime) -> None:
@@ -118,6 +173,34 @@ def test_preprocess_normalises_rgb_and_scales_depth() -> None:
     np.testing.assert_allclose(x[0, :3], 1.0)  # (1 - 0.5) / 0.5
     np.testing.assert_allclose(x[0, 3], 1.0)  # (1.0 - 0.5) / 0.5
     np.testing.assert_allclose(preprocess(rgb, None, spec)[0, 3], -1.0)  # no depth = 0 m
+
+
+@pytest.mark.parametrize('size', [(120, 212), (240, 424), (480, 640)])
+def test_a_trained_package_labels_equal_the_argmax_of_bilinear_logits(
+    tmp_path_factory: pytest.TempPathFactory, size: tuple[int, int]
+) -> None:
+    """The exported graph's label head (the cloud's ``export.py``) on simulator frames of three
+    tasks, at the model's input size and at larger frame sizes: its labels are numpy/OpenCV's
+    argmax of the bilinearly upsampled logits wherever the two best classes are not within
+    rounding of each other (nearly everywhere)."""
+    from robo_lifelong.sim.camera import CameraModel
+    from robo_lifelong.sim.world import CampusWorld
+    from tests.ros.model_fixture import cached_package
+
+    package = cached_package(tmp_path_factory.getbasetemp() / 'perception-model')
+    runtime = SegmentationRuntime(package)
+    height, width = size
+    world = CampusWorld(seed=5, camera=CameraModel(width, height))
+    for i, task in enumerate(('sunny', 'overcast', 'curbs')):
+        result = runtime.infer(world.random_frame(task, i).rgb)
+        up = np.stack(
+            [cv2.resize(c, (width, height), interpolation=cv2.INTER_LINEAR) for c in result.logits]
+        )
+        top2 = np.sort(up, axis=0)[-2:]
+        clear = top2[1] - top2[0] > 1e-4
+        assert clear.mean() > 0.99
+        assert len(np.unique(result.labels)) >= 2  # boundaries to follow, not one class
+        np.testing.assert_array_equal(result.labels[clear], np.argmax(up, axis=0)[clear])
 
 
 @pytest.mark.parametrize(

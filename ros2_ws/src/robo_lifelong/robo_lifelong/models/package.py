@@ -38,7 +38,8 @@ from robo_lifelong.models.unseen import UnseenCalibration
 
 log = logging.getLogger(__name__)
 
-SCHEMA_VERSION = 1
+# 2: the graph outputs full-resolution labels (``outputs.labels``)
+SCHEMA_VERSION = 2
 MODEL_FILE = 'model.onnx'
 MANIFEST_FILE = 'manifest.json'
 WEIGHTS_FILE = 'weights.safetensors'  # optional: training weights for incremental updates
@@ -195,6 +196,9 @@ def read_package(directory: str | os.PathLike) -> ModelPackage:
     """Read a package whose files were verified when it was installed: files present, schema
     valid, no hashes taken (the robot's bridge verifies each package once, ``load_package``)."""
     path = Path(directory)
+    if not path.is_dir():
+        what = 'is not a directory' if path.exists() else 'does not exist'
+        raise ModelPackageError(f'model package directory {path} {what}')
     for name in (MANIFEST_FILE, MODEL_FILE):
         if not (path / name).is_file():
             raise ModelPackageError(f'model package {path}: missing file {name}')

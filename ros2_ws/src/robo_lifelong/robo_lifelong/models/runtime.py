@@ -1,9 +1,10 @@
 """Segmentation inference on the robot: onnxruntime + numpy + cv2 (no torch).
 
-``infer`` resizes the frame to the package's input size, normalises it, runs the model and takes
-the argmax at the model's LOW output resolution, then upsamples only the uint8 labels
-(nearest neighbour) to the frame size: an argmax over 24 classes at 480x640 costs ~40 ms in numpy,
-at stride 8 about 1 ms. Unseen-task scoring uses the package's calibration when it has one.
+``infer`` resizes the frame to the package's input size, normalises it and runs the model, asking
+its label head for labels at the frame's own size: the graph upsamples the logits bilinearly and
+takes the argmax there (see the cloud's ``export.py``), so labels follow boundaries at full
+resolution. Unseen-task scoring uses the stride-8 logits and the package's calibration when it has
+one.
 """
 
 from __future__ import annotations
@@ -95,15 +96,16 @@ class SegmentationRuntime:
                 f'{package.model_path}: onnxruntime cannot load it: {e}'
             ) from e
         outputs = package.manifest['outputs']
-        self._output_names = [outputs['logits'], outputs['embedding']]
+        self._output_names = [outputs['logits'], outputs['embedding'], outputs['labels']['name']]
+        self._size_input = outputs['labels']['size_input']
 
     def infer(self, rgb: np.ndarray, depth_mm: np.ndarray | None = None) -> Inference:
         x = preprocess(rgb, depth_mm, self.input_spec)
-        logits, embedding = self.session.run(self._output_names, {self.input_spec['name']: x})
-        logits, embedding = logits[0], embedding[0]
-        low = np.argmax(logits, axis=0).astype(np.uint8)
-        height, width = rgb.shape[:2]
-        labels = cv2.resize(low, (width, height), interpolation=cv2.INTER_NEAREST)
+        size = np.array(rgb.shape[:2], np.int64)
+        logits, embedding, labels = self.session.run(
+            self._output_names, {self.input_spec['name']: x, self._size_input: size}
+        )
+        logits, embedding, labels = logits[0], embedding[0], labels[0]
         unseen = None
         if self.calibration is not None:
             unseen = score_frame(self.calibration, embedding, logits)
