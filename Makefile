@@ -15,7 +15,7 @@ ROS_DISTRO ?= jazzy
 ROBOT_VENV = .venv-$(ROS_DISTRO)-$(subst .,,$(subst python,py,$(notdir $(PYTHON))))
 TEST_MODEL ?= $(or $(ROBO_LIFELONG_TEST_MODEL_CACHE),.cache/test-model)
 
-.PHONY: setup demo test lint bench docs clean setup-robot test-model test-robot
+.PHONY: setup demo test lint bench docs clean setup-robot test-model test-robot base-model
 
 setup:
 	@PYTHON=$(FULL_PYTHON) ROS_DISTRO=kilted VENV=$(VENV) PROFILE=full bash scripts/setup.sh
@@ -42,6 +42,10 @@ test-robot: setup-robot test-model
 lint: setup
 	$(BIN)/ruff check .
 	$(BIN)/ruff format --check .
+
+# The base model shipped in ros2_ws/src/robo_lifelong/models/ (seeded; ~25 min on 2 idle cores).
+base-model: setup
+	$(BIN)/python -m robo_lifelong_cloud.base_model
 
 bench: setup
 	$(BIN)/python -m bench.run --out bench/results

@@ -34,6 +34,7 @@ import json
 import logging
 import math
 import tempfile
+from collections.abc import Iterable, Iterator
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,20 +76,31 @@ def flat_metrics(report: dict) -> dict[str, float]:
     return {k: float(v) for k, v in flat.items() if math.isfinite(v)}
 
 
-def evaluate_package(package: mp.ModelPackage, root: Path, samples: list) -> dict:
-    """``metrics.iou_report`` of a package on labelled samples, per task."""
-    runtime = SegmentationRuntime(package)
+def runtime_report(
+    runtime: SegmentationRuntime,
+    frames: Iterable[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]],
+) -> dict:
+    """``metrics.iou_report`` of the robot runtime's labels on ``(task, rgb, depth_mm, labels)``
+    frames, per task."""
     confusions: dict[str, np.ndarray] = {}
-    desc = f'eval v{package.version}'
-    for sample in tqdm(samples, desc=desc, unit='frame', disable=None, leave=False):
-        if not sample.label:
-            raise DatasetError(f'{root / sample.rgb}: test sample has no label image')
-        loaded = load_sample(root, sample)
-        labels = runtime.infer(loaded.rgb, loaded.depth_mm).labels
-        task = sample.task or 'default'
-        c = confusion(labels, loaded.labels, NUM_CLASSES)
+    for task, rgb, depth_mm, target in frames:
+        c = confusion(runtime.infer(rgb, depth_mm).labels, target, NUM_CLASSES)
         confusions[task] = confusions.get(task, 0) + c
     return iou_report(confusions)
+
+
+def evaluate_package(package: mp.ModelPackage, root: Path, samples: list) -> dict:
+    """``metrics.iou_report`` of a package on labelled samples, per task."""
+
+    def frames() -> Iterator[tuple[str, np.ndarray, np.ndarray | None, np.ndarray]]:
+        desc = f'eval v{package.version}'
+        for sample in tqdm(samples, desc=desc, unit='frame', disable=None, leave=False):
+            if not sample.label:
+                raise DatasetError(f'{root / sample.rgb}: test sample has no label image')
+            loaded = load_sample(root, sample)
+            yield sample.task or 'default', loaded.rgb, loaded.depth_mm, loaded.labels
+
+    return runtime_report(SegmentationRuntime(package), frames())
 
 
 def run_eval(env: SednaEnv) -> EvalOutput:

@@ -18,6 +18,9 @@ setup(
         (f'share/{PACKAGE}/launch', glob('launch/*.launch.py')),
         (f'share/{PACKAGE}/config', glob('config/*.yaml') + glob('config/*.xml')),
         (f'share/{PACKAGE}/rviz', glob('rviz/*.rviz')),
+        # the base model package (make base-model) and its card
+        (f'share/{PACKAGE}/models', glob('models/*.md')),
+        (f'share/{PACKAGE}/models/base', glob('models/base/*')),
     ],
     install_requires=['setuptools', 'numpy', 'opencv-python-headless', 'PyYAML'],
     zip_safe=True,
