@@ -94,6 +94,15 @@ for file in "${requirements[@]}"; do pip_args+=(-r "$file"); done
 "$VENV/bin/python" -m pip install --quiet --upgrade pip
 "$VENV/bin/python" -m pip install --quiet "${pip_args[@]}"
 "$VENV/bin/python" -m pip install --quiet --no-deps -e ros2_ws/src/robo_lifelong
+# An editable install leaves setup.py's data_files out: register the package in the venv's ament
+# index with its share/ pointing at the source tree, as colcon's install would lay it out, so
+# get_package_share_directory finds config/, launch/ and the shipped base model (models/base).
+share=$VENV/share/robo_lifelong
+mkdir -p "$share" "$VENV/share/ament_index/resource_index/packages"
+touch "$VENV/share/ament_index/resource_index/packages/robo_lifelong"
+for item in package.xml config launch rviz models; do
+  ln -sfn "$PWD/ros2_ws/src/robo_lifelong/$item" "$share/$item"
+done
 if [ "$PROFILE" = full ] && [ -f cloud/pyproject.toml ]; then
   "$VENV/bin/python" -m pip install --quiet --no-deps -e cloud
 fi

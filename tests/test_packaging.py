@@ -11,6 +11,7 @@ from pathlib import Path
 
 import pytest
 
+from robo_lifelong.models import package as mp
 from tests.ros.node_process import REPO, NodeProcess, ros_environ
 
 PACKAGE = 'robo_lifelong'
@@ -107,6 +108,9 @@ def test_colcon_build_installs_the_package(tmp_path: Path) -> None:
     assert (share / 'package.xml').is_file()
     assert (share / 'config' / 'fastdds_shm.xml').is_file()
     assert (prefix / 'share' / 'ament_index' / 'resource_index' / 'packages' / PACKAGE).is_file()
+    # the launch files' default model: the shipped base model, verified, and its card
+    assert mp.load_package(share / 'models' / 'base').manifest['training']['recipe']
+    assert (share / 'models' / 'MODEL_CARD.md').is_file()
     for name, _, _ in SCRIPTS:
         executable = prefix / 'lib' / PACKAGE / name
         assert executable.is_file() and os.access(executable, os.X_OK), f'no {executable}'
@@ -127,3 +131,15 @@ def test_colcon_build_installs_the_package(tmp_path: Path) -> None:
         timeout=60,
     )
     assert found.stdout.strip() == str(share / 'config' / 'fastdds_shm.xml'), found.stderr
+
+
+def test_the_venv_setup_installs_the_base_model_where_the_launch_files_look() -> None:
+    """scripts/setup.sh registers the package in the venv's ament index (editable installs skip
+    data_files): robot.launch.py's default model_path exists there and verifies."""
+    from ament_index_python.packages import get_package_share_directory
+
+    prefix = Path(sys.prefix)
+    share = Path(get_package_share_directory(PACKAGE))
+    assert share == prefix / 'share' / PACKAGE
+    assert mp.load_package(share / 'models' / 'base').known_tasks
+    assert (share / 'config' / 'fastdds_shm.xml').is_file()

@@ -32,6 +32,7 @@ from __future__ import annotations
 import logging
 import tempfile
 from collections import Counter
+from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
@@ -75,6 +76,11 @@ from robo_lifelong_cloud.train_loop import (
 log = logging.getLogger(__name__)
 
 MIN_HOLDOUT = 2  # per task: fit_calibration needs two frames of every known task
+# Per known task, the held-out frames the unseen calibration should have: with fewer, its
+# threshold is fitted on a handful of frames (3 per task with Sedna's train_ratio 0.9 on a
+# 105-line dataset: 21 % of fresh known frames then alarmed). Updates top up old tasks from the
+# rehearsal set; below it the worker says so in its log and in the manifest.
+MIN_CALIBRATION_PER_TASK = 20
 REHEARSAL_RATIO = 0.67  # share of old-task frames in an update: two per new frame
 TARGET_FPR = 0.05
 
@@ -101,6 +107,35 @@ def split_holdout(frames: list[Frame], train_ratio: float) -> tuple[list[Frame],
         train_part.extend(items[:-n_hold])
         held.extend(items[-n_hold:])
     return train_part, held
+
+
+def calibration_top_up(
+    held: Sequence[Frame], spare: Sequence[Sample], minimum: int = MIN_CALIBRATION_PER_TASK
+) -> list[Sample]:
+    """Samples of ``spare`` (old-task samples used neither for training nor held out) that bring
+    each task's held-out count up to ``minimum`` where they can, in index order."""
+    have = Counter(f.task for f in held)
+    picked = []
+    for sample in spare:
+        if have[sample.task] < minimum:
+            have[sample.task] += 1
+            picked.append(sample)
+    return picked
+
+
+def calibration_record(frames: Sequence[Frame], minimum: int = MIN_CALIBRATION_PER_TASK) -> dict:
+    """What the manifest records of the calibration set; warns for each task below minimum."""
+    per_task = dict(sorted(Counter(f.task for f in frames).items()))
+    short = {t: n for t, n in per_task.items() if n < minimum}
+    for task, n in short.items():
+        log.warning(
+            'unseen calibration: task %r has %d held-out frames, fewer than the minimum %d: '
+            'its false-alarm rate on known frames is poorly fitted (label more frames)',
+            task,
+            n,
+            minimum,
+        )
+    return {'frames_per_task': per_task, 'minimum_per_task': minimum, 'met': not short}
 
 
 def _num_classes(frames: list[Frame], cap: int, parent: SegNet | None) -> int:
@@ -235,12 +270,15 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             height, width = parent.manifest['input']['height'], parent.manifest['input']['width']
         frames = load_frames(root, samples, height, width)
         parent_model = None if parent is None else _parent_model(parent)
+        old_root, spare = root, []  # update: old-task samples neither rehearsed nor held out
         if parent is not None:
             exclude = {s.rgb for s in samples}
             old_root, old = _rehearsal_candidates(env, parent, exclude, workdir / 'original')
             rehearsed = mix_rehearsal(samples, old, REHEARSAL_RATIO)[len(samples) :]
             fetch_samples(env.original_dataset_url, old_root, rehearsed, env.s3)
             frames += load_frames(old_root, rehearsed, height, width)
+            used = {s.rgb for s in rehearsed}
+            spare = [s for s in old if s.rgb not in used]
         k = _num_classes(frames, params.num_class, parent_model)
         if parent_model is None:
             channels = 4 if all(f.depth_mm is not None for f in frames) else 3
@@ -264,11 +302,22 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
         result = train(model, train_frames, held, cfg, teacher=parent_model)
         onnx_bytes = export_onnx(model, height, width)
         check_parity(model, onnx_bytes)
-        calibration = None
+        calibration, calibrated = None, None
         if held:
-            embeddings, logits = embed_and_logits(model, held)
+            extra = calibration_top_up(held, spare)
+            if extra:
+                fetch_samples(env.original_dataset_url, old_root, extra, env.s3)
+                log.info(
+                    'unseen calibration: %d more old-task frames from the rehearsal set',
+                    len(extra),
+                )
+            calibration_frames = (
+                held + load_frames(old_root, extra, height, width) if extra else held
+            )
+            calibrated = calibration_record(calibration_frames)
+            embeddings, logits = embed_and_logits(model, calibration_frames)
             calibration = fit_calibration(
-                embeddings, [f.task for f in held], logits, target_fpr=TARGET_FPR
+                embeddings, [f.task for f in calibration_frames], logits, target_fpr=TARGET_FPR
             ).to_json()
             metrics = {k_: v for k_, v in evaluate(model, held).items() if k_ != 'loss'}
         else:
@@ -284,6 +333,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             'seconds': round(result.seconds, 2),
             'incremental': parent is not None,
             'rehearsal_frames': len(frames) - len(samples),
+            'calibration': calibrated,
             **training_fields(parent, reference),
         }
         weights, architecture = weights_bytes(model)
