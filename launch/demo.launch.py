@@ -1,6 +1,10 @@
 """Robot bringup driven by the simulated campus camera instead of a real one.
 
 ros2 launch robo_lifelong demo.launch.py schedule:=sunny:20,night:15,sunny:20
+
+Every argument of robot.launch.py is one of this launch too (its ``--show-args`` lists them); the
+camera topics default to the sim camera's names, inside the namespace, and rename both the
+camera's output and perception's input. As in robot.launch.py, a node that exits ends the launch.
 """
 
 import os
@@ -14,6 +18,9 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 PACKAGE = 'robo_lifelong'
+# what the sim camera node publishes (nodes/sim_camera_node.py), relative to its namespace
+CAMERA_RGB = 'camera/color/image_raw'
+CAMERA_DEPTH = 'camera/aligned_depth_to_color/image_raw'
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -31,6 +38,9 @@ def generate_launch_description() -> LaunchDescription:
             os.path.join(os.path.expanduser('~'), '.robo_lifelong', 'ground_truth'),
             'where the simulator keeps ground-truth labels for annotation',
         ),
+        # relative: the sim camera publishes inside the namespace
+        'rgb_topic': (CAMERA_RGB, 'RGB topic the sim camera publishes and perception reads'),
+        'depth_topic': (CAMERA_DEPTH, 'depth topic the sim camera publishes and perception reads'),
     }
     declared = [
         DeclareLaunchArgument(name, default_value=default, description=text)
@@ -51,15 +61,13 @@ def generate_launch_description() -> LaunchDescription:
                 'ground_truth_dir': arg['ground_truth_dir'],
             }
         ],
+        remappings=[(CAMERA_RGB, arg['rgb_topic']), (CAMERA_DEPTH, arg['depth_topic'])],
         output='screen',
     )
     robot = IncludeLaunchDescription(
         PythonLaunchDescriptionSource(os.path.join(share, 'launch', 'robot.launch.py')),
         launch_arguments={
-            'namespace': arg['namespace'],
-            # The sim camera publishes relative names, inside the namespace.
-            'rgb_topic': 'camera/color/image_raw',
-            'depth_topic': 'camera/aligned_depth_to_color/image_raw',
+            name: arg[name] for name in ('namespace', 'rgb_topic', 'depth_topic')
         }.items(),
     )
     return LaunchDescription([*declared, robot, camera])

@@ -2,20 +2,38 @@
 
     ros2 launch robo_lifelong robot.launch.py robot_id:=dog-7 storage_url:=s3://bucket/robots
 
+Perception starts on the base model shipped in share/robo_lifelong/models/base (``make
+base-model``; ``model_path:=DIR`` starts it on another package) and follows the bridge's
+models/current.json once the lifelong job has deployed a model.
+
 Camera topics default to the realsense2_camera wrapper's names; remap them with rgb_topic and
 depth_topic. Start the camera driver with the same Fast DDS profile variable (see README).
+
+A node that exits takes the whole launch down (launch logs which process died, with its exit
+code): a node that cannot start (exit code 2: a bad parameter) would only fail again if
+respawned, and a bridge or perception that is gone must not leave the others running as if
+nothing happened. Restart the launch from the robot's process supervisor (systemd
+``Restart=always`` with ``RestartSec``, or a pod's restart policy, which backs off; ``ros2
+launch`` itself exits with 0); everything a restart needs is on disk (spool,
+models/current.json).
 """
 
 import os
 
 from ament_index_python.packages import get_package_share_directory
 from launch import LaunchDescription
-from launch.actions import DeclareLaunchArgument, SetEnvironmentVariable
-from launch.substitutions import EnvironmentVariable, LaunchConfiguration, PathJoinSubstitution
+from launch.actions import (
+    DeclareLaunchArgument,
+    RegisterEventHandler,
+    SetEnvironmentVariable,
+    Shutdown,
+)
+from launch.event_handlers import OnProcessExit
+from launch.substitutions import LaunchConfiguration, PathJoinSubstitution
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-from robo_lifelong.io.dds import profile_env_names
+from robo_lifelong.io.dds import LEGACY_PROFILES_ENV, PROFILES_ENV, profile_env_names
 
 PACKAGE = 'robo_lifelong'
 
@@ -42,7 +60,10 @@ def generate_launch_description() -> LaunchDescription:
             description='robot-local state: <data_dir>/spool (samples) and <data_dir>/models',
         ),
         DeclareLaunchArgument(
-            'model_path', default_value='', description='model package to start with (optional)'
+            'model_path',
+            default_value=os.path.join(share, 'models', 'base'),
+            description='model package to start with until the bridge installs one (default: '
+            "the shipped base model, see its MODEL_CARD.md; '' for none)",
         ),
         DeclareLaunchArgument(
             'use_sim_time', default_value='false', description='use /clock (bag replay, sim)'
@@ -65,23 +86,27 @@ def generate_launch_description() -> LaunchDescription:
             default_value='/camera/camera/aligned_depth_to_color/image_raw',
             description='depth aligned to the RGB image',
         ),
-        # An already exported profile wins, so users can point all nodes at their own.
+        # An already exported profile wins, so users can point all nodes at their own. Read
+        # here (the launch's environment) rather than as a substitution, so that --show-args
+        # prints the path a user gets.
         DeclareLaunchArgument(
             'fastdds_profile',
-            default_value=EnvironmentVariable(
-                'FASTDDS_DEFAULT_PROFILES_FILE',
-                default_value=EnvironmentVariable(
-                    'FASTRTPS_DEFAULT_PROFILES_FILE', default_value=default_profile
-                ),
+            default_value=(
+                os.environ.get(PROFILES_ENV)
+                or os.environ.get(LEGACY_PROFILES_ENV)
+                or default_profile
             ),
-            description='Fast DDS XML profile (shared memory for large images)',
+            description=f'Fast DDS XML profile (shared memory for large images); default: '
+            f"${PROFILES_ENV}, else ${LEGACY_PROFILES_ENV}, else the package's",
         ),
     ]
     arg = {a.name: LaunchConfiguration(a.name) for a in declared}
     # Both nodes share the spool; the bridge installs models in models_dir and names the current
     # one in its current.json, which perception follows (model_path only until there is one).
+    # launch_ros reads an untyped value as YAML (so storage_url:="''" is empty): an id of digits
+    # (robot_id:=7) would become an int, which the node refuses
     common = {
-        'robot_id': arg['robot_id'],
+        'robot_id': ParameterValue(arg['robot_id'], value_type=str),
         'use_sim_time': ParameterValue(arg['use_sim_time'], value_type=bool),
         'spool_dir': PathJoinSubstitution([arg['data_dir'], 'spool']),
     }
@@ -116,4 +141,11 @@ def generate_launch_description() -> LaunchDescription:
     )
     # Fast DDS 2 (Humble, Jazzy) reads FASTRTPS_DEFAULT_PROFILES_FILE, Fast DDS 3 the FASTDDS_ one
     profile = [SetEnvironmentVariable(n, arg['fastdds_profile']) for n in profile_env_names()]
-    return LaunchDescription([*declared, *profile, perception, bridge])
+    # one handler for every process of the launch, the demo's sim camera included
+    end_on_exit = RegisterEventHandler(OnProcessExit(on_exit=_shutdown))
+    return LaunchDescription([*declared, *profile, end_on_exit, perception, bridge])
+
+
+def _shutdown(event: object, _context: object) -> list:
+    reason = f'{event.process_name} exited with code {event.returncode}; stopping the launch'
+    return [Shutdown(reason=reason)]

@@ -43,7 +43,7 @@ def test_starts_stale_and_first_frame_gives_ok():
     status, changed = policy.update(0.1, 0.2, task_guess='sunny', model_version=V)
     assert status.level == OK and changed
     assert status.since == pytest.approx(0.1)
-    assert status.task_guess == 'sunny' and status.model_version == V
+    assert status.task == 'sunny' and status.model_version == V
 
 
 def test_enter_warn_then_escalate_to_error_then_hold():
@@ -134,11 +134,15 @@ def test_stale_on_missing_frames_and_recovery():
     status, changed = policy.update(last + 0.9, None, model_version=V)
     assert status.level == WARN and not changed  # not stale yet
     status, changed = policy.update(last + 1.2, None, model_version=V)
-    assert status.level == STALE and changed and 'no frames for 1.2 s' in status.message
+    assert (
+        status.level == STALE
+        and changed
+        and 'no frames on the camera topic for 1.2 s' in status.message
+    )
     assert status.since == pytest.approx(last + 1.2)
     assert status.score is None and status.sample_ids == ()
     status, changed = policy.update(last + 5.0, None, model_version=V)
-    assert status.level == STALE and not changed and 'no frames for 5.0 s' in status.message
+    assert status.level == STALE and not changed and 'for 5.0 s' in status.message
     assert status.since == pytest.approx(last + 1.2)
     # frames return: OK, smoothing restarted, and the episode counters too
     levels, statuses, changes, _ = feed(policy, [2.0] * 3, t0=10.0)
@@ -151,6 +155,7 @@ def test_stale_without_model_and_recovery():
     feed(policy, [0.1] * 3)
     status, changed = policy.update(1.0, 0.1, model_version=None)
     assert status.level == STALE and changed and status.message == 'no model loaded'
+    assert status.task == '' and status.score is None
     status, changed = policy.update(1.1, 0.1, model_version='v2')
     assert status.level == OK and changed and status.model_version == 'v2'
 
@@ -188,9 +193,87 @@ def test_sample_ids_belong_to_the_episode():
     assert status.level == WARN and status.sample_ids == ('b', 'c', 'd')  # bounded, newest kept
     kv = dict(status.key_values())
     assert kv['sample_ids'] == 'b,c,d' and kv['level'] == 'WARN' and kv['model_version'] == V
-    assert kv['task'] == 'sunny' and float(kv['threshold']) == 1.0
+    assert kv['task'] == 'unseen' and kv['nearest_known_task'] == 'sunny'
+    assert float(kv['threshold']) == 1.0
     feed(policy, [0.1] * 5)
     assert policy.level == OK and policy.status().sample_ids == ()
+
+
+def test_stale_messages_name_the_topic_and_the_model_problem():
+    policy = AlarmPolicy(cfg(stale_after=1.0), source='/dog/camera/color/image_raw')
+    status, _ = policy.update(0.0, None, model_version=V)
+    assert status.message.startswith('no frames on /dog/camera/color/image_raw yet: check')
+    feed(policy, [0.1], t0=1.0)
+    status, _ = policy.update(3.5, None, model_version=V)
+    assert status.message.startswith('no frames on /dog/camera/color/image_raw for 2.5 s: check')
+    status, _ = policy.update(4.0, None, model_version=None, no_model='/m rejected: bad hash')
+    assert status.level == STALE and status.message == 'no model loaded: /m rejected: bad hash'
+
+
+def test_task_is_unseen_in_warn_and_error_with_the_nearest_known_task():
+    policy = AlarmPolicy(cfg(task_window_frames=5))
+    levels, statuses, *_ = feed(policy, [0.1] * 5 + [2.0] * 10, task='curbs')
+    for level, status in zip(levels, statuses, strict=True):
+        kv = dict(status.key_values())
+        if level == OK:
+            assert status.task == kv['task'] == 'curbs' and 'nearest_known_task' not in kv
+            assert status.message.startswith('known task curbs (score')
+        else:
+            assert status.task == kv['task'] == 'unseen' and kv['nearest_known_task'] == 'curbs'
+    assert levels[-1] == ERROR and 'emergency response' in statuses[-1].message
+    assert 'slow down or stop the robot' in statuses[-1].message
+    assert 'unseen task suspected (score' in statuses[levels.index(WARN)].message
+    # whole in `ros2 topic echo`, which cuts strings at 128 characters
+    assert max(len(s.message) for s in statuses) <= 128
+
+
+def test_reported_task_is_the_window_majority_and_holds_on_ties():
+    policy = AlarmPolicy(cfg(task_window_frames=6))
+    t = 0.0
+
+    def run(guesses):
+        nonlocal t
+        tasks = []
+        for guess in guesses:
+            status, _ = policy.update(t, 0.1, task_guess=guess, model_version=V)
+            tasks.append(status.task)
+            t += DT
+        return tasks
+
+    # a known street whose frames the model places near three tasks in turn: mostly sunny
+    flipping = ['sunny', 'curbs', 'sunny', 'overcast', 'sunny', 'curbs'] * 10
+    tasks = run(flipping)
+    assert set(tasks) == {'sunny'}
+    # overcast frames take over: the window held sunny 3, curbs 2, overcast 1; after one more
+    # overcast 2 each (a tie: sunny stays), after two overcast leads
+    tasks = run(['overcast'] * 6)
+    assert tasks == ['sunny'] + ['overcast'] * 5
+    # a tie (3 curbs, 3 overcast in the window) keeps the reported task
+    assert run(['curbs'] * 3) == ['overcast'] * 3
+
+
+def test_going_stale_forgets_the_task_guesses():
+    policy = AlarmPolicy(cfg(task_window_frames=10, stale_after=1.0))
+    feed(policy, [0.1] * 10, task='sunny')
+    status, _ = policy.update(5.0, None, model_version=V)
+    assert status.level == STALE and status.task == '' and 'task' not in dict(status.key_values())
+    status, _ = policy.update(5.1, 0.1, task_guess='overcast', model_version=V)
+    assert status.level == OK and status.task == 'overcast'
+
+
+def test_key_values_are_what_an_admin_acts_on():
+    policy = AlarmPolicy(cfg())
+    stale, _ = policy.update(1_764_652_506.25, None, model_version=None, no_model='none given')
+    assert stale.key_values() == [('level', 'STALE'), ('since', '2025-12-02T05:15:06.250Z')]
+    ok, _ = policy.update(1_764_652_507.0, 0.25, task_guess='sunny', model_version=V)
+    assert ok.key_values() == [
+        ('level', 'OK'),
+        ('task', 'sunny'),
+        ('score', '0.250'),
+        ('threshold', '1.000'),
+        ('since', '2025-12-02T05:15:07.000Z'),
+        ('model_version', V),
+    ]
 
 
 @pytest.mark.parametrize(
@@ -203,6 +286,7 @@ def test_sample_ids_belong_to_the_episode():
         {'error_enter_frames': None, 'error_enter_seconds': None},
         {'error_enter_seconds': -1.0},
         {'stale_after': 0.0},
+        {'task_window_frames': 0},
     ],
 )
 def test_config_rejects_bad_values(kw):

@@ -106,7 +106,8 @@ def test_watcher_swaps_a_good_package_and_rejects_a_bad_one(tmp_path: Path) -> N
         rejected = events.items[1:]
         assert not any(e.accepted for e in rejected)
         assert 'not valid JSON' in rejected[0].reason
-        assert 'missing file' in rejected[1].reason
+        missing = tmp_path / 'missing'
+        assert rejected[1].reason == f'model package {missing}: the directory does not exist'
         assert slot.current() is first  # the old model keeps running
 
         watcher.request(str(good.path))  # the model in use again: no swap, no event
@@ -139,6 +140,62 @@ def test_slot_never_shows_a_model_before_it_is_verified(tmp_path: Path) -> None:
     finally:
         release.set()
         watcher.stop()
+
+
+def test_first_look_is_over_only_once_the_start_package_loaded(tmp_path: Path) -> None:
+    package = write(tmp_path / 'pkg')
+    models = tmp_path / 'models'
+    release, entered = threading.Event(), threading.Event()
+
+    def held_loader(path: str, threads: int, verify: bool) -> LoadedModel:
+        entered.set()
+        release.wait(10)
+        return load_model(path, threads, verify)
+
+    slot, events = ModelSlot(), Events()
+    watcher = ModelWatcher(slot, events, 1, models, loader=held_loader, initial=package.path)
+    try:
+        assert entered.wait(10)
+        # loading (held by the test): no model, and the reason says it is being looked for
+        assert not watcher.looked and slot.current() is None
+        assert slot.missing == f'looking at {models / CURRENT_FILE} and {package.path}'
+        release.set()
+        wait_for(lambda: watcher.looked)
+        assert slot.current() is not None and slot.missing == '' and events.items[0].accepted
+    finally:
+        release.set()
+        watcher.stop()
+
+
+def test_without_a_model_the_slot_says_why_and_how_to_get_one(tmp_path: Path) -> None:
+    models, gone = tmp_path / 'models', tmp_path / 'gone'
+    broken = write(tmp_path / 'broken')
+    (broken.path / mp.MANIFEST_FILE).write_text('{not json')
+    cases = {
+        'nothing given': ({}, 'no package given: robot.launch.py starts on the shipped base'),
+        'no record yet': (
+            {'models_dir': models},
+            f'no {models / CURRENT_FILE} yet (the bridge writes it once it installed a model)',
+        ),
+        'missing directory': (
+            {'initial': gone},
+            f'rejected model package {gone}: the directory does not exist; robot.launch.py',
+        ),
+        'broken package': (
+            {'initial': broken.path},
+            f'rejected {broken.path / mp.MANIFEST_FILE}: not valid JSON',
+        ),
+    }
+    for case, (kwargs, reason) in cases.items():
+        slot = ModelSlot()
+        watcher = ModelWatcher(slot, Events(), threads=1, **kwargs)
+        try:
+            wait_for(lambda w=watcher: w.looked)
+            assert slot.current() is None, case
+            assert slot.missing.startswith(reason), (case, slot.missing)
+            assert 'model_path:=' in slot.missing, case
+        finally:
+            watcher.stop()
 
 
 def install(models_dir: Path, package: mp.ModelPackage) -> None:
@@ -236,8 +293,10 @@ def test_a_rejected_record_is_not_retried_until_it_changes(tmp_path: Path) -> No
         wait_for(lambda: w.version() == 1)
         # a package damaged on the robot's disk after its installation: not hashed again, but
         # onnxruntime cannot load it
-        install(models, bad)
+        # (damaged before the record names it: the watcher may poll at any moment)
+        shutil.copytree(bad.path, models / bad.content_hash)
         (models / bad.content_hash / mp.MODEL_FILE).write_bytes(b'damaged')
+        install(models, bad)
         wait_for(lambda: len(w.events.items) == 2)
         assert not w.events.items[1].accepted and 'onnxruntime' in w.events.items[1].reason
         w.polls_after(3)

@@ -1,8 +1,10 @@
 """Offline replay of simulator-recorded bags through the perception core (no ROS).
 
 The route is sunny -> snow -> sunny at 10 Hz, 120x212, recorded once as sqlite3 and once as
-MCAP. The shared tiny model package (tests/ros/model_fixture.py) scores snow far above its
-threshold, so the alarm goes OK -> WARN -> ERROR -> OK and samples are collected on the way.
+MCAP. The shared tiny model package (tests/ros/model_fixture.py) scores the route's snow far above
+its threshold and its sunny frames below it (checked first, with margins, so a weak package fails
+as such and not as a replay bug), so the alarm goes OK -> WARN -> ERROR -> OK and samples are
+collected on the way.
 """
 
 from __future__ import annotations
@@ -19,6 +21,7 @@ from robo_lifelong.errors import BagError
 from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, BagWriter, header, image
 from robo_lifelong.io.image_conversion import image_to_numpy
 from robo_lifelong.models import package as mp
+from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong.models.watch import ModelSlot, load_model
 from robo_lifelong.offline.cli import main as cli_main
 from robo_lifelong.offline.replay import ReplayConfig, ReplaySummary, open_bag, replay_bag
@@ -143,6 +146,25 @@ def test_sim_bag_has_the_camera_topics_with_shared_stamps(bags: dict[str, Path])
         assert stamps[COLOR_TOPIC] == [START_NS + i * 100_000_000 for i in range(100)]
 
 
+def test_the_fixture_model_scores_the_routes_snow_unseen_and_its_sunny_known(
+    package: mp.ModelPackage,
+) -> None:
+    """The premise of the alarm sequence below, with margins (measured: sunny <= 0.29, snow
+    1.26-4.1, median 2.4): a failure here is the fixture model's, not the replay's."""
+    runtime = SegmentationRuntime(package)
+    route = Route(parse_schedule(SCHEDULE), 0, CAMERA)
+    scores: dict[str, list[float]] = {'sunny': [], 'snow': []}
+    for i in range(int(SECONDS * RATE)):
+        t = i / RATE
+        scores[route.task_at(t)].append(runtime.infer(route.frame_at(t).rgb).unseen.score)
+    threshold = package.unseen_calibration().threshold
+    sunny, snow = np.array(scores['sunny']), np.array(scores['snow'])
+    assert sunny.max() < 0.8 * threshold, f'fixture model: sunny route frames score {sunny}'
+    assert snow.min() > threshold and np.median(snow) > 1.5 * threshold, (
+        f'fixture model: snow route frames score {snow}'
+    )
+
+
 def run_directly(
     frames: list[tuple], package: mp.ModelPackage, spool_dir: Path
 ) -> tuple[list[Seen], list[dict], FrameCounts]:
@@ -258,6 +280,63 @@ def test_sim_cli_records_a_bag(tmp_path: Path) -> None:
         assert {c.topic: c.msgcount for c in reader.connections}[COLOR_TOPIC] == 5
     finally:
         reader.close()
+
+
+def test_sim_cli_records_one_pass_of_the_schedule_by_default(tmp_path: Path) -> None:
+    args = ['bag', '--out', str(tmp_path / 'b'), '--schedule', 'sunny:0.3,snow:0.2',
+            '--rate', '10', '--width', '64', '--height', '48']  # fmt: skip
+    assert sim_main(args) == 0
+    reader = open_bag(tmp_path / 'b')
+    try:
+        assert {c.topic: c.msgcount for c in reader.connections}[COLOR_TOPIC] == 5
+    finally:
+        reader.close()
+
+
+def test_sim_cli_that_fails_leaves_no_bag(tmp_path: Path, monkeypatch) -> None:
+    rendered = []
+
+    def fail_on_the_third_frame(route: Route, t: float):
+        if len(rendered) == 2:
+            raise MemoryError('fault injected while rendering')
+        rendered.append(t)
+        return original(route, t)
+
+    original = Route.frame_at
+    monkeypatch.setattr(Route, 'frame_at', fail_on_the_third_frame)
+    out = tmp_path / 'b'
+    with pytest.raises(MemoryError):
+        sim_main(['bag', '--out', str(out), '--schedule', 'sunny:1', '--width', '64',
+                  '--height', '48'])  # fmt: skip
+    assert len(rendered) == 2 and not out.exists()
+
+
+def test_cli_replay_that_fails_leaves_no_outputs_and_the_rerun_works(
+    bags, package, tmp_path: Path, capsys
+) -> None:
+    out, spool = tmp_path / 'out', tmp_path / 'spool'
+
+    def cli(bag: Path, *extra: str) -> int:
+        return cli_main(['replay', str(bag), '--model', str(package.path), '--spool', str(spool),
+                         '--write-bag', str(out), '--threads', '1', *extra])  # fmt: skip
+
+    assert cli(tmp_path / 'typo') == 1
+    assert 'cannot open bag' in capsys.readouterr().err
+    assert not out.exists() and not spool.exists()
+    # fails after both outputs were created: the colour topic is not in the bag
+    assert cli(bags['sqlite3'], '--color-topic', '/nope') == 1
+    assert 'is not in the bag' in capsys.readouterr().err
+    assert not out.exists() and not spool.exists()
+    assert cli(bags['sqlite3']) == 0
+    assert open_bag(out).close() is None and spool.is_dir()
+
+
+def test_cli_replay_that_fails_keeps_a_spool_it_was_given(bags, package, tmp_path) -> None:
+    spool = tmp_path / 'spool'
+    Spool(spool, 100_000_000, 1000).close()
+    args = ['replay', str(tmp_path / 'typo'), '--model', str(package.path), '--spool', str(spool)]
+    assert cli_main(args) == 1
+    assert spool.is_dir()
 
 
 # ---------------------------------------------------------------------------------------------

@@ -1,8 +1,19 @@
 """launch_testing: demo.launch.py (sim camera + perception + bridge) on real topics.
 
-Runs with ``launch_test tests/launch/test_demo_launch.py`` or through pytest where launch_testing
-is installed (a ROS 2 install); skipped elsewhere. Everything asserted here is also covered
-without launch_testing by tests/ros/ (nodes started as subprocesses on real topics).
+Needs launch_testing (a ROS 2 install; no package registry has it) and the package installed
+in an ament prefix (the launch file finds its nodes there); skipped under pytest elsewhere.
+From the repository root, with ``ROSTOOLS_SITE`` the site-packages directory that holds
+launch_testing (``source /tmp/rostools/env.sh`` sets it for the tools built there)::
+
+    make test-model                                  # the test model package, once (torch)
+    (cd ros2_ws && ../.venv/bin/colcon build)        # the nodes run with .venv's Python
+    source ros2_ws/install/local_setup.bash
+    ROBO_LIFELONG_TEST_MODEL_CACHE=$PWD/.cache/test-model PYTHONPATH=$PWD:$ROSTOOLS_SITE \
+        .venv/bin/python -m launch_testing.launch_test tests/launch/test_demo_launch.py
+
+.venv's Python, not the tools' own: the test imports this project's modules and their
+dependencies (jsonschema, onnxruntime, ...). Everything asserted here is also covered without
+launch_testing by tests/ros/ (nodes started as subprocesses on real topics).
 """
 
 import os

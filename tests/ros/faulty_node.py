@@ -7,12 +7,16 @@ TARGET is ``module:Class.attribute`` (or ``module:function``); the patched funct
 ``EXCEPTION('injected by the test')`` (RuntimeError, or SystemExit, which ends a thread) on its
 first TIMES calls (-1: every call), then does what it did before. EXCEPTION ``gate:PATH`` raises
 nothing: the first TIMES calls (-1: every call) wait until the file PATH exists, so a test holds
-the thread at that point for as it needs, instead of hoping it is slow enough.
+the thread at that point for as it needs, instead of hoping it is slow enough. EXCEPTION
+``SIGKILL`` kills the whole process (kill -9, nothing cleaned up) at the first call, as a power
+cut at exactly that point would.
 """
 
 from __future__ import annotations
 
 import importlib
+import os
+import signal
 import sys
 import threading
 import time
@@ -68,9 +72,20 @@ def patch(target: str, error: type[BaseException], times: int) -> None:
     setattr(owner, name, patched)
 
 
+def kill_at(target: str) -> None:
+    owner, name = _owner(target)
+
+    def killed(*args, **kwargs):
+        os.kill(os.getpid(), signal.SIGKILL)
+
+    setattr(owner, name, killed)
+
+
 def main() -> int:
     node_module, target, error, times, *ros_args = sys.argv[1:]
-    if error.startswith('gate:'):
+    if error == 'SIGKILL':
+        kill_at(target)
+    elif error.startswith('gate:'):
         gate(target, Path(error.removeprefix('gate:')), int(times))
     else:
         patch(target, EXCEPTIONS[error], int(times))

@@ -23,7 +23,8 @@ from robo_lifelong.models import package as mp
 from robo_lifelong.transfer import model_store
 from robo_lifelong.transfer.spool import Spool
 from robo_lifelong.transfer.storage import S3Config, join, open_storage
-from robo_lifelong.transfer.uploader import UploadConfig, Uploader
+from robo_lifelong.transfer.uploader import EVENTS_INDEX, UploadConfig, Uploader
+from tests.core.test_event_recorder import spool_event
 from tests.core.test_model_package import ONNX, manifest
 from tests.core.test_uploader import T0, check_uploaded, fill
 from tests.fakes.fault_proxy import Fault, FaultProxy
@@ -327,6 +328,47 @@ def test_bridge_upload_thread_counts_an_unexpected_exception_and_carries_on(tmp_
     assert proc.returncode == 0, log
     assert 'Traceback' in log  # logged with its traceback, once
     check_uploaded(open_storage(str(tmp_path / 'store')), ids)
+
+
+def test_bridge_killed_mid_event_upload_loses_and_duplicates_nothing(tmp_path, listener):
+    spool = Spool(tmp_path / 'spool', 10**12, 100)
+    event = spool_event(spool)  # the oldest entry: the first one uploaded
+    ids = fill(spool, 3, robot='dog-1', t0=T0 + 10)
+    spool.close()
+    params = {
+        'spool_dir': tmp_path / 'spool',
+        'storage_url': tmp_path / 'store',
+        'robot_id': 'dog-1',
+        'upload_poll_s': 0.2,
+        'status_period_s': 0.2,
+    }
+    # kill -9 once the event's files are up, before its events.txt line
+    index_write = 'robo_lifelong.transfer.storage:LocalStorage.append_line_once'
+    proc = start_bridge(params, inject=(index_write, 'SIGKILL', 1))
+    try:
+        proc.wait(120)
+    finally:
+        log = stop_bridge(proc)
+    assert proc.returncode == -signal.SIGKILL, log
+    store = open_storage(str(tmp_path / 'store'))
+    assert store.list(f'events/dog-1/2026-11-18/{event}/') and not store.exists(EVENTS_INDEX)
+
+    proc = start_bridge(params)  # the restarted bridge
+    try:
+        assert listener.spin_until(
+            lambda: (
+                listener.diagnostics
+                and listener.diagnostics[-1]['backlog_count'] == '0'
+                and listener.diagnostics[-1]['events_uploaded'] == '1'
+                and listener.diagnostics[-1]['uploaded'] == '3'
+            ),
+            60,
+        ), listener.diagnostics[-1:]
+    finally:
+        log = stop_bridge(proc)
+    assert proc.returncode == 0, log
+    check_uploaded(store, ids)
+    check_uploaded(store, [event], EVENTS_INDEX)
 
 
 def test_a_dead_upload_thread_is_a_diagnostics_error_naming_it(tmp_path, listener):

@@ -8,12 +8,15 @@ so a bag is written in sqlite3 or MCAP on a machine without ROS and read back by
 from __future__ import annotations
 
 import os
+import shutil
 import sys
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
 import numpy as np
-from rosbags.rosbag2 import StoragePlugin, Writer, WriterError
+from rosbags.rosbag2 import CompressionFormat, CompressionMode, StoragePlugin, Writer, WriterError
 from rosbags.typesys import Stores, get_typestore
 
 from robo_lifelong.errors import BagError, ImageConversionError
@@ -24,12 +27,17 @@ STORAGE: dict[str, StoragePlugin] = {'sqlite3': StoragePlugin.SQLITE3, 'mcap': S
 # camera topics as the sim camera node and the RealSense driver publish them (root namespace)
 COLOR_TOPIC = '/camera/color/image_raw'
 DEPTH_TOPIC = '/camera/aligned_depth_to_color/image_raw'
+# perception outputs, as the node publishes them in the root namespace (replay, event bags)
+LABELS_TOPIC = '/segmentation/labels'
+SCORE_TOPIC = '/unseen/score'
+ALARM_TOPIC = '/alarm'
 _BAG_VERSION = 8  # rosbag2 metadata version 8: message definitions stored with the topics
 
 _types = TYPESTORE.types
 Header = _types['std_msgs/msg/Header']
 Time = _types['builtin_interfaces/msg/Time']
-Image = _types['sensor_msgs/msg/Image']
+IMAGE_TYPE = 'sensor_msgs/msg/Image'
+Image = _types[IMAGE_TYPE]
 
 
 def stamp_ns(header: Any) -> int:
@@ -66,15 +74,26 @@ def image(pixels: np.ndarray, encoding: str, head: Any) -> Any:
 
 
 class BagWriter:
-    """Writes messages to a new bag at ``path``; a topic's connection is added on first use."""
+    """Writes messages to a new bag at ``path``; a topic's connection is added on first use.
 
-    def __init__(self, path: str | os.PathLike, storage: str = 'sqlite3') -> None:
+    ``compress`` (MCAP only) zstd-compresses the file's chunks, as the rosbag2 MCAP plugin's
+    ``zstd_fast`` preset does: readers decompress them on their own (the bag's
+    metadata says no compression), so ``ros2 bag play`` and ``rosbags`` open it unchanged.
+    """
+
+    def __init__(
+        self, path: str | os.PathLike, storage: str = 'sqlite3', compress: bool = False
+    ) -> None:
         if storage not in STORAGE:
             raise BagError(f'unknown bag storage {storage!r}; choose one of {", ".join(STORAGE)}')
+        if compress and storage != 'mcap':
+            raise BagError(f'chunk compression needs MCAP storage, not {storage!r}')
         self.path = Path(path)
         if self.path.exists():
             raise BagError(f'{str(self.path)!r} exists; a bag is written to a new directory')
         self._writer = Writer(self.path, version=_BAG_VERSION, storage_plugin=STORAGE[storage])
+        if compress:
+            self._writer.set_compression(CompressionMode.STORAGE, CompressionFormat.ZSTD)
         self._connections: dict[str, Any] = {}
         self.messages = 0
 
@@ -96,3 +115,17 @@ class BagWriter:
             self._connections[topic] = connection
         self._writer.write(connection, t, TYPESTORE.serialize_cdr(message, msgtype))
         self.messages += 1
+
+
+@contextmanager
+def new_bag(path: str | os.PathLike, storage: str = 'sqlite3') -> Iterator[BagWriter]:
+    """An open BagWriter of the new bag ``path`` that is removed again if the block fails (an
+    error or an interrupt), so a failed command leaves no partial bag behind, and its rerun is
+    not refused for an existing directory."""
+    bag = BagWriter(path, storage)  # refuses an existing path: only a bag made here is removed
+    try:
+        with bag:
+            yield bag
+    except BaseException:
+        shutil.rmtree(bag.path, ignore_errors=True)
+        raise

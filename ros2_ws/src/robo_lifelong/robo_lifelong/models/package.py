@@ -197,8 +197,8 @@ def read_package(directory: str | os.PathLike) -> ModelPackage:
     valid, no hashes taken (the robot's bridge verifies each package once, ``load_package``)."""
     path = Path(directory)
     if not path.is_dir():
-        what = 'is not a directory' if path.exists() else 'does not exist'
-        raise ModelPackageError(f'model package directory {path} {what}')
+        what = 'not a directory' if path.exists() else 'the directory does not exist'
+        raise ModelPackageError(f'model package {path}: {what}')
     for name in (MANIFEST_FILE, MODEL_FILE):
         if not (path / name).is_file():
             raise ModelPackageError(f'model package {path}: missing file {name}')

@@ -17,6 +17,11 @@ A record whose package was rejected is not retried until the record changes. ``r
 loads one explicitly given package, verified in full. The watcher thread is supervised
 (``supervision``): an unexpected exception (a loader or callback bug, a file vanishing mid-poll)
 is counted in ``health()`` and the thread carries on.
+
+While there is no model, ``ModelSlot.missing`` says why (the watcher's latest finding: nothing
+given, no record yet, or the rejection's reason) and how to get one. ``ModelWatcher.looked``
+tells whether the first look at the record and the start package is over: until then there is
+no model because it is loading, which is no reason to warn.
 """
 
 from __future__ import annotations
@@ -39,6 +44,11 @@ from robo_lifelong.supervision import FailureLog, Health, SupervisedThread, desc
 
 log = logging.getLogger(__name__)
 
+# how to act without a model: the package ships a base model (README: models)
+GET_A_MODEL = (
+    'robot.launch.py starts on the shipped base model (share/robo_lifelong/models/base); '
+    'model_path:=<package directory> names another'
+)
 _SMOKE_SIZE = (48, 64)  # (H, W) of the fixed smoke-test frame; the runtime resizes it
 # after an unexpected failure: retry soon (the next request may be fine), never spin
 _BACKOFF_INITIAL_S = 0.1
@@ -106,10 +116,12 @@ def load_model(path: str | os.PathLike, threads: int = 2, verify: bool = True) -
 
 
 class ModelSlot:
-    """The single reference to the model in use; reading it is one atomic attribute load."""
+    """The single reference to the model in use; reading it is one atomic attribute load.
+    ``missing`` says why there is none (read while ``current()`` is None)."""
 
     def __init__(self) -> None:
         self._model: LoadedModel | None = None
+        self.missing = f'no package given: {GET_A_MODEL}'
 
     def current(self) -> LoadedModel | None:
         return self._model
@@ -155,6 +167,11 @@ class ModelWatcher:
         self._requests: queue.Queue[str | None] = queue.Queue()
         self._record_seen: bytes | None = None  # the record last acted on
         self._started = False
+        self._looked = threading.Event()
+        if self.models_dir is not None or self._initial is not None:
+            sources = [str(self.models_dir / CURRENT_FILE)] if self.models_dir else []
+            sources += [self._initial] if self._initial else []
+            slot.missing = f'looking at {" and ".join(sources)}'
         self._stop = threading.Event()
         self._thread = SupervisedThread(
             'model-watch',
@@ -169,6 +186,12 @@ class ModelWatcher:
         """Queue a package path for verification and swap; returns at once."""
         self._requests.put(path)
 
+    @property
+    def looked(self) -> bool:
+        """True once the first look (the record, else the start package) is over: loaded,
+        rejected or found nothing."""
+        return self._looked.is_set()
+
     def health(self) -> Health:
         return self._thread.health()
 
@@ -181,8 +204,13 @@ class ModelWatcher:
         if not self._started:
             # the rule at start: the record if there is one (and its model loads), else initial
             self._started = True
-            if not self._poll() and self._initial is not None:
-                self._try(self._initial, verify=True)
+            try:
+                if not self._poll() and self._initial is not None:
+                    self._try(self._initial, verify=True)
+                elif self.slot.current() is None and self._record_seen is None:
+                    self.slot.missing = self._nothing_found()
+            finally:
+                self._looked.set()
             return
         try:
             path = self._requests.get(timeout=self.poll_s if self.models_dir else None)
@@ -191,6 +219,18 @@ class ModelWatcher:
             return
         if path is not None:
             self._try(path, verify=True)
+
+    def _nothing_found(self) -> str:
+        """Why there is no model when the first look found no package to load."""
+        if self.models_dir is None:
+            return f'no package given: {GET_A_MODEL}'
+        where = self.models_dir / CURRENT_FILE
+        return f'no {where} yet (the bridge writes it once it installed a model); or {GET_A_MODEL}'
+
+    def _rejected(self, event: SwapEvent) -> None:
+        if self.slot.current() is None:
+            self.slot.missing = f'rejected {event.reason}; {GET_A_MODEL}'
+        self.on_event(event)
 
     def _poll(self) -> bool:
         """Act on the record if it changed since the last look; True if the model it names is
@@ -209,7 +249,7 @@ class ModelWatcher:
             record = parse_installed(data, str(where))
         except RoboLifelongError as e:
             log.warning('%s rejected: %s', where, e)
-            self.on_event(SwapEvent(str(where), False, None, str(e)))
+            self._rejected(SwapEvent(str(where), False, None, str(e)))
             return False
         current = self.slot.current()
         if current is not None and current.package.content_hash == record.content_hash:
@@ -229,17 +269,18 @@ class ModelWatcher:
                 )
         except (RoboLifelongError, OSError) as e:
             log.warning('model package %s rejected: %s', path, e)
-            self.on_event(SwapEvent(path, False, None, str(e)))
+            self._rejected(SwapEvent(path, False, None, str(e)))
             return False
         except Exception as e:
             # a bug or an error nobody mapped: still a rejection the node must hear of, and a
             # failure of this thread for its supervisor to count and log with the traceback
-            self.on_event(SwapEvent(path, False, None, describe(e)))
+            self._rejected(SwapEvent(path, False, None, describe(e)))
             raise
         if current is not None and model.package.content_hash == current.package.content_hash:
             log.info('model package %s is the model in use (%s): no swap', path, model.version)
             return True
         self.slot.swap(model)
+        self.slot.missing = ''
         log.info('model swapped to %s from %s', model.version, path)
         self.on_event(SwapEvent(path, True, model.version, ''))
         return True

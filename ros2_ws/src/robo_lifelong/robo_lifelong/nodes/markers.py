@@ -36,7 +36,7 @@ def alarm_text(status: AlarmStatus) -> str:
     score = '-' if status.score is None else f'{status.score:.2f}'
     threshold = '-' if status.threshold is None else f'{status.threshold:.2f}'
     return (
-        f'{status.level.name}  score {score}/{threshold}  task {status.task_guess or "-"}  '
+        f'{status.level.name}  score {score}/{threshold}  task {status.task or "-"}  '
         f'model {status.model_version or "none"}'
     )
 

@@ -5,7 +5,8 @@ pair; one processing thread takes the newest pair whenever it is free, so under 
 are dropped (and counted), never queued. That thread hands each pair's messages to the
 ``FrameRunner`` shared with offline replay (input checks, pipeline, counters) and publishes what
 it returns; it also advances the alarm without frames and publishes the diagnostics. Models load
-and swap in the ``ModelWatcher`` thread; spooling runs in the ``SampleWriter`` thread.
+and swap in the ``ModelWatcher`` thread; spooling runs in the ``SampleWriter`` thread, and the
+bag of the seconds around each alarm ERROR is written in the ``EventRecorder``'s.
 """
 
 from __future__ import annotations
@@ -39,6 +40,8 @@ from robo_lifelong.nodes.qos import LATCHED_QOS, RELIABLE_QOS, SENSOR_QOS
 from robo_lifelong.nodes.spin import run
 from robo_lifelong.parameters import group, param
 from robo_lifelong.perception.alarm_policy import AlarmLevel, AlarmStatus
+from robo_lifelong.perception.camera_health import CAMERA_STATUS_PREFIX, CameraStatus
+from robo_lifelong.perception.event_recorder import EventConfig, EventOutcome, EventRecorder
 from robo_lifelong.perception.pipeline import ALARM_NAME, FrameResult, Pipeline, PipelineConfig
 from robo_lifelong.perception.runner import FrameCounts, FrameOutputs, FrameRunner, SampleNews
 from robo_lifelong.perception.sample_writer import SampleWriter
@@ -111,6 +114,7 @@ class PerceptionConfig:
         ),
     )
     pipeline: PipelineConfig = field(default_factory=PipelineConfig, metadata=group(''))
+    events: EventConfig = field(default_factory=EventConfig, metadata=group('event_'))
 
     def __post_init__(self) -> None:
         if self.threads < 1:
@@ -161,19 +165,12 @@ class PerceptionNode(Node):
         self.writer = SampleWriter(
             self.spool, cfg.pipeline.robot_id, cfg.pipeline.collection.png_compression
         )
+        self.recorder = EventRecorder(cfg.events, cfg.pipeline.robot_id, self.spool)
+        self.events_spooled = self.events_refused = 0
         self.slot = ModelSlot()
-        self.pipeline = Pipeline(cfg.pipeline, self.slot, self.writer)
-        self.runner = FrameRunner(self.pipeline)  # all its calls on the processing thread
         self.sync: FrameSync[tuple[Image, int], Image] = FrameSync(max_wait_s=cfg.depth_wait_s)
         self.stats = _Stats()
-        self.model_error = (
-            'no model yet'
-            if cfg.model_path or cfg.model_watch_dir
-            else 'no model_path or model_watch_dir set: no model will be loaded'
-        )
-        # True until the model_path given at start was accepted or rejected: STALE meanwhile is
-        # the normal start-up, not worth a warning
-        self._loading_first_model = bool(cfg.model_path)
+        self.model_error = ''  # the last rejection's reason (slot.missing: why there is none)
         self._lock = threading.Lock()  # guards sync, _ready and the receive counters
         self._ready: Pair[tuple[Image, int], Image] | None = None
         self._wake = threading.Event()
@@ -191,9 +188,12 @@ class PerceptionNode(Node):
         self._version_pub = self.create_publisher(String, 'model/version', LATCHED_QOS)
         self._alarm_pub = self.create_publisher(DiagnosticArray, 'alarm', LATCHED_QOS)
         self._diag_pub = self.create_publisher(DiagnosticArray, '/diagnostics', 10)
-        self.create_subscription(Image, COLOR_TOPIC, self._on_rgb, SENSOR_QOS)
+        color = self.create_subscription(Image, COLOR_TOPIC, self._on_rgb, SENSOR_QOS)
         if cfg.use_depth:
             self.create_subscription(Image, DEPTH_TOPIC, self._on_depth, SENSOR_QOS)
+        # the alarm names the colour topic as remapped, the one to check when it has no frames
+        self.pipeline = Pipeline(cfg.pipeline, self.slot, self.writer, color.topic_name)
+        self.runner = FrameRunner(self.pipeline)  # all its calls on the processing thread
         self.add_on_set_parameters_callback(self._on_set_parameters)
 
         # the one channel models arrive by: the bridge's record in model_watch_dir (models_dir);
@@ -261,7 +261,6 @@ class PerceptionNode(Node):
         self._wake.set()
 
     def _on_swap(self, event: SwapEvent) -> None:
-        self._loading_first_model = False
         if event.accepted:
             self.model_error = ''
             self._version_pub.publish(String(data=event.version))
@@ -312,12 +311,14 @@ class PerceptionNode(Node):
 
     def _process(self, pair: Pair[tuple[Image, int], Image]) -> None:
         msg, received_ns = pair.rgb
-        out = self.runner.frame(msg, pair.depth, pair.stamp_ns * 1e-9, self._now())
+        now = self._now()
+        out = self.runner.frame(msg, pair.depth, pair.stamp_ns * 1e-9, now)
         for issue in out.issues:  # counted by the runner
             self._warn(issue.kind.value, issue.message)
         if out.result is None:
             return  # refused, or no model yet: the tick reports STALE
         self._publish(msg.header, out)
+        self.recorder.frame(now, out.result)
         self.stats.infer_s.append(out.result.infer_s)
         self.stats.latency_s.append((time.monotonic_ns() - received_ns) * 1e-9)
 
@@ -344,18 +345,25 @@ class PerceptionNode(Node):
         return cv2.addWeighted(rgb, 1.0 - alpha, colorize(labels), alpha, 0.0)
 
     def _tick(self) -> None:
-        # read before the tick: a model accepted in between must not make its STALE look late
-        loading = self._loading_first_model
-        out = self.runner.tick(self._now())
+        # Until the watcher's first look is over, no model means it is loading: the normal
+        # start-up, no warning. Read before the tick: a look that ends during it must not turn
+        # the STALE the tick computed while loading into a warning.
+        loading = not self.watcher.looked
+        now = self._now()
+        out = self.runner.tick(now)
+        self.recorder.tick(now, out.alarm)
+        self._on_events(self.recorder.drain())
         self._on_samples(out.samples)
         self._publish_alarm(out.alarm, quiet_stale=loading)
         node = self._node_status()
         self._diag_pub.publish(
             DiagnosticArray(
                 header=Header(stamp=self.get_clock().now().to_msg()),
-                status=[self._alarm_status(out.alarm), node],
+                status=[self._alarm_status(out.alarm), node, self._camera_status(out.camera)],
             )
         )
+        if out.camera.level in (AlarmLevel.WARN, AlarmLevel.ERROR):
+            self._log('camera').warning(out.camera.message, throttle_duration_sec=LOG_THROTTLE_S)
 
     def _on_samples(self, news: SampleNews) -> None:
         for event in news.events:
@@ -365,6 +373,27 @@ class PerceptionNode(Node):
                 f'sample {s.request.sample_id} not spooled: {s.error}',
                 throttle_duration_sec=LOG_THROTTLE_S,
             )
+
+    def _on_events(self, outcomes: list[EventOutcome]) -> None:
+        for o in outcomes:
+            if o.spooled:
+                self.events_spooled += 1
+                self._log('events').info(
+                    f'alarm event {o.event_id}: {o.frames} frames, {o.bytes} bytes of bag '
+                    f'spooled at {o.path}'
+                )
+            else:
+                self.events_refused += 1
+                self._log('events').warning(f'alarm event {o.event_id} not spooled: {o.error}')
+
+    def _camera_status(self, status: CameraStatus):
+        return diagnostic_status(
+            f'{CAMERA_STATUS_PREFIX} {self.pipeline.camera.source}',
+            status.level,
+            status.message,
+            self.config.pipeline.robot_id,
+            status.key_values(),
+        )
 
     def _alarm_status(self, status: AlarmStatus):
         return diagnostic_status(
@@ -389,12 +418,21 @@ class PerceptionNode(Node):
 
     def _node_status(self):
         model = self.slot.current()
-        threads = [self._worker.health(), self.watcher.health(), self.writer.health()]
+        threads = [
+            health
+            for health in (
+                self._worker.health(),
+                self.watcher.health(),
+                self.writer.health(),
+                self.recorder.health(),  # None: event_record is off
+            )
+            if health is not None
+        ]
         thread_level, thread_problem = health_summary(threads)
         if thread_level is Level.ERROR:
             level, message = AlarmLevel.ERROR, thread_problem
         elif model is None:
-            level, message = AlarmLevel.STALE, f'no model loaded: {self.model_error}'
+            level, message = AlarmLevel.STALE, f'no model loaded: {self.slot.missing}'
         elif thread_level is Level.WARN:
             level, message = AlarmLevel.WARN, thread_problem
         elif self.runner.counts.spool_full:
@@ -405,6 +443,8 @@ class PerceptionNode(Node):
             ('model_version', model.version if model else ''),
             ('model_error', self.model_error),
             ('spool_samples', str(self.spool.stat().count)),
+            ('events_spooled', str(self.events_spooled)),
+            ('events_refused', str(self.events_refused)),
         ]
         values += [kv for health in threads for kv in health_values(health)]
         return diagnostic_status(
@@ -437,6 +477,8 @@ class PerceptionNode(Node):
         self._worker.join(5.0)
         self.watcher.stop()
         self.writer.close()
+        self.recorder.close()  # an open window is written as far as it got
+        self._on_events(self.recorder.drain())
         counts = self.runner.counts
         self.get_logger().info(
             f'{counts.processed} frames processed, {self.stats.dropped} dropped, '

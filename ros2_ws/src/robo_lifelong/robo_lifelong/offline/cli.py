@@ -5,6 +5,7 @@ from __future__ import annotations
 import argparse
 import json
 import logging
+import shutil
 import sys
 from pathlib import Path
 
@@ -53,7 +54,10 @@ def _replay(args: argparse.Namespace) -> int:
         collection=CollectionConfig(min_interval_s=args.collect_min_interval),
     )
     config = ReplayConfig(color_topic=args.color_topic, depth_topic=args.depth_topic)
+    # a spool this run creates is its output: removed if the run fails (a given one is kept)
+    fresh_spool = not args.no_collect and not args.spool.exists()
     spool = None if args.no_collect else Spool(args.spool, DEFAULT_MAX_BYTES, DEFAULT_MAX_SAMPLES)
+    failed = True
     try:
         summary = replay_bag(
             args.bag,
@@ -65,9 +69,12 @@ def _replay(args: argparse.Namespace) -> int:
             write_storage=args.write_format,
             threads=args.threads,
         )
+        failed = False
     finally:
         if spool is not None:
             spool.close()
+        if failed and fresh_spool:
+            shutil.rmtree(args.spool, ignore_errors=True)
     print(json.dumps(summary.to_json(), indent=2) if args.json else summary.describe())
     if args.write_bag:
         print(f'outputs written to {args.write_bag}', file=sys.stderr)

@@ -32,26 +32,31 @@ from tqdm import tqdm
 
 from robo_lifelong.errors import BagError, ConfigError
 from robo_lifelong.io.bags import (
+    ALARM_TOPIC,
     COLOR_TOPIC,
     DEPTH_TOPIC,
+    IMAGE_TYPE,
+    LABELS_TOPIC,
+    SCORE_TOPIC,
     TYPESTORE,
     BagWriter,
     header,
     image,
+    new_bag,
     stamp_ns,
 )
 from robo_lifelong.io.frame_sync import Recorded, pair_recorded
 from robo_lifelong.models.watch import ModelSlot, load_model
 from robo_lifelong.perception.alarm_policy import AlarmLevel, AlarmStatus
+from robo_lifelong.perception.event_recorder import ALARM_TYPE, alarm_array
 from robo_lifelong.perception.frame_input import FrameIssue, Issue
-from robo_lifelong.perception.pipeline import ALARM_NAME, FrameResult, Pipeline, PipelineConfig
+from robo_lifelong.perception.pipeline import FrameResult, Pipeline, PipelineConfig
 from robo_lifelong.perception.runner import FrameCounts, FrameRunner, SampleNews
 from robo_lifelong.perception.sample_writer import SampleWriter
 from robo_lifelong.transfer.spool import Spool
 
 log = logging.getLogger(__name__)
 
-IMAGE_TYPE = 'sensor_msgs/msg/Image'
 # what rosbags' readers and deserialisers raise on a damaged file, beyond their own error types
 _CORRUPT_BAG_ERRORS = (
     AnyReaderError,
@@ -66,10 +71,7 @@ _CORRUPT_BAG_ERRORS = (
     OSError,
 )
 
-# output topics, as the node publishes them in the root namespace
-LABELS_TOPIC = '/segmentation/labels'
-SCORE_TOPIC = '/unseen/score'
-ALARM_TOPIC = '/alarm'
+# output topic, as the node publishes it in the root namespace (the others: io/bags.py)
 SAMPLE_TOPIC = '/unseen/sample'
 
 
@@ -218,18 +220,8 @@ class _Outputs:
             self.bag.write(SCORE_TOPIC, 'std_msgs/msg/Float32', score, log_time)
 
     def alarm(self, log_time: int, status: AlarmStatus) -> None:
-        t = self._types
-        diag = t['diagnostic_msgs/msg/DiagnosticStatus'](
-            level=int(status.level),
-            name=ALARM_NAME,
-            message=status.message,
-            hardware_id=self.robot_id,
-            values=[
-                t['diagnostic_msgs/msg/KeyValue'](key=k, value=v) for k, v in status.key_values()
-            ],
-        )
-        msg = t['diagnostic_msgs/msg/DiagnosticArray'](header=header(log_time), status=[diag])
-        self.bag.write(ALARM_TOPIC, 'diagnostic_msgs/msg/DiagnosticArray', msg, log_time)
+        msg = alarm_array(status, self.robot_id, log_time)
+        self.bag.write(ALARM_TOPIC, ALARM_TYPE, msg, log_time)
 
     def sample(self, log_time: int, event: dict) -> None:
         msg = self._types['std_msgs/msg/String'](data=json.dumps(event))
@@ -399,9 +391,11 @@ def replay_bag(
     if spool is not None:
         png = pipeline.collection.png_compression
         writer = SampleWriter(spool, pipeline.robot_id, png, threaded=False)
-    replay = Replay(Pipeline(pipeline, slot, writer), config, on_frame=on_frame)
+    replay = Replay(
+        Pipeline(pipeline, slot, writer, config.color_topic), config, on_frame=on_frame
+    )
     if write_bag is None:
         return replay.run(bag)
-    with BagWriter(write_bag, write_storage) as out:
+    with new_bag(write_bag, write_storage) as out:  # gone again if the replay fails
         replay.set_outputs(out)
         return replay.run(bag)

@@ -10,13 +10,24 @@ Levels follow diagnostic_msgs/DiagnosticStatus (OK 0, WARN 1, ERROR 2, STALE 3):
 * STALE: no model, no frame yet, or no frame for ``stale_after`` seconds. Recovery restarts the
   smoothing, since scores from before the gap say nothing about the scene now.
 
-Times are seconds on any monotonic clock the caller chooses (node clock or bag time).
+What an admin reads (``AlarmStatus``): the message names the reason of the level and what to do;
+``task`` is the alarm's verdict, ``unseen`` in WARN and ERROR (the nearest known task in
+``nearest_known_task``), the recognised known task otherwise. The per-frame task guess is the
+nearest known task in embedding space, and on a scene the model knows only partly it changes from
+frame to frame (sunny, overcast and curbs in turn on one sunny street): the reported task is the
+most frequent guess of the last ``task_window_frames`` frames, and the one reported keeps a tie,
+so it changes only when another task wins the window.
+
+Times are seconds since the epoch on the caller's clock (ROS time or bag time), so ``since`` can
+be shown as a UTC date; a step backwards is held at the last time seen.
 """
 
 from __future__ import annotations
 
 import math
+from collections import Counter, deque
 from dataclasses import dataclass, field
+from datetime import datetime, timezone
 from enum import IntEnum
 
 from robo_lifelong.errors import ConfigError
@@ -30,6 +41,10 @@ class AlarmLevel(IntEnum):
     WARN = 1
     ERROR = 2
     STALE = 3
+
+
+UNSEEN_TASK = 'unseen'  # the ``task`` of a WARN or ERROR status
+_CHECK_CAMERA = 'check that the camera driver runs and publishes there'
 
 
 @dataclass(frozen=True)
@@ -84,6 +99,14 @@ class AlarmConfig:
         default=1.0,
         metadata=param('Seconds without frames before STALE.', low=0.0, dynamic=True),
     )
+    task_window_frames: int = field(
+        default=15,
+        metadata=param(
+            'Frames whose task guesses vote for the reported task (module doc: why).',
+            low=1,
+            dynamic=True,
+        ),
+    )
     max_sample_ids: int = 50  # newest sample ids kept per episode (bounds the status size)
 
     def __post_init__(self) -> None:
@@ -91,7 +114,7 @@ class AlarmConfig:
             raise ConfigError(f'ema_alpha must be in (0, 1], got {self.ema_alpha!r}')
         if not 0.0 < self.exit_ratio <= 1.0:
             raise ConfigError(f'exit_ratio must be in (0, 1], got {self.exit_ratio!r}')
-        for name in ('warn_enter_frames', 'exit_frames', 'max_sample_ids'):
+        for name in ('warn_enter_frames', 'exit_frames', 'task_window_frames', 'max_sample_ids'):
             if getattr(self, name) < 1:
                 raise ConfigError(f'{name} must be >= 1, got {getattr(self, name)!r}')
         if self.error_enter_frames is None and self.error_enter_seconds is None:
@@ -113,44 +136,60 @@ class AlarmConfig:
 @dataclass(frozen=True)
 class AlarmStatus:
     level: AlarmLevel
-    message: str
+    message: str  # the level's reason and what to do about it
     score: float | None  # smoothed score; None before the first frame or after a gap
     threshold: float | None
-    task_guess: str
+    known_task: str  # the recognised (or, when unseen, nearest) known task; '' if none yet
     model_version: str | None
-    since: float  # time the current level started
+    since: float  # time the current level started, seconds since the epoch
     sample_ids: tuple[str, ...]  # samples collected during the current episode
 
+    @property
+    def task(self) -> str:
+        """``unseen`` while the alarm judges the scene unseen, else the known task."""
+        return (
+            UNSEEN_TASK if self.level in (AlarmLevel.WARN, AlarmLevel.ERROR) else self.known_task
+        )
+
     def key_values(self) -> list[tuple[str, str]]:
-        """The DiagnosticStatus key-values (names as in ARCHITECTURE.md)."""
-
-        def num(v: float | None) -> str:
-            return '' if v is None else f'{v:.4f}'
-
-        return [
+        """The DiagnosticStatus key-values (README: the alarm), only those with a value."""
+        values = [
             ('level', self.level.name),
-            ('score', num(self.score)),
-            ('threshold', num(self.threshold)),
-            ('task', self.task_guess),
+            ('task', self.task),
+            ('nearest_known_task', self.known_task if self.task == UNSEEN_TASK else ''),
+            ('score', '' if self.score is None else f'{self.score:.3f}'),
+            # the threshold is the score's: without a score (STALE) it says nothing
+            ('threshold', '' if self.score is None else f'{self.threshold:.3f}'),
+            ('since', iso_utc(self.since)),
             ('model_version', self.model_version or ''),
-            ('since', f'{self.since:.3f}'),
             ('sample_ids', ','.join(self.sample_ids)),
         ]
+        return [(k, v) for k, v in values if v]
+
+
+def iso_utc(t: float) -> str:
+    """Seconds since the epoch as ISO-8601 UTC, e.g. ``2026-12-02T05:15:06.123Z``."""
+    stamp = datetime.fromtimestamp(t, timezone.utc).isoformat(timespec='milliseconds')
+    return stamp.replace('+00:00', 'Z')
 
 
 class AlarmPolicy:
     """Feed it every processed frame (``score`` given) and a periodic tick (``score=None``)."""
 
-    def __init__(self, config: AlarmConfig | None = None) -> None:
+    def __init__(
+        self, config: AlarmConfig | None = None, source: str = 'the camera topic'
+    ) -> None:
         self.config = config or AlarmConfig()
+        self.source = source  # where frames come from, named when there are none
         self._level = AlarmLevel.STALE
-        self._message = 'no frames yet'
+        self._message = self._no_frames_yet()
         self._since: float | None = None
         self._last_t: float | None = None
         self._last_frame_t: float | None = None
         self._ema: float | None = None
         self._threshold: float | None = None
         self._task = ''
+        self._guesses: deque[str] = deque()  # task guesses of the newest frames
         self._model: str | None = None
         self._above_run = 0  # consecutive frames above the threshold
         self._below_run = 0  # consecutive frames below the exit threshold
@@ -174,7 +213,7 @@ class AlarmPolicy:
             message=self._message,
             score=self._ema,
             threshold=self._threshold,
-            task_guess=self._task,
+            known_task=self._task,
             model_version=self._model,
             since=self._since if self._since is not None else 0.0,
             sample_ids=tuple(self._sample_ids),
@@ -188,9 +227,11 @@ class AlarmPolicy:
         threshold: float = 1.0,
         task_guess: str = '',
         model_version: str | None,
+        no_model: str = '',
     ) -> tuple[AlarmStatus, bool]:
         """Advance to time ``t``. ``score`` is the frame's calibrated unseen score, or None when
-        this is a tick without a frame (a non-finite score counts as no frame).
+        this is a tick without a frame (a non-finite score counts as no frame). ``no_model``
+        says why ``model_version`` is None, for the STALE message.
 
         :return: the status after this update and whether its level changed.
         """
@@ -205,23 +246,42 @@ class AlarmPolicy:
         if frame:
             self._last_frame_t = t
         if model_version is None:
-            self._go_stale(t, 'no model loaded')
+            self._go_stale(t, f'no model loaded: {no_model}' if no_model else 'no model loaded')
         elif self._last_frame_t is None:
-            self._go_stale(t, 'no frames yet')
+            self._go_stale(t, self._no_frames_yet())
         elif t - self._last_frame_t > self.config.stale_after:
-            self._go_stale(t, f'no frames for {t - self._last_frame_t:.1f} s')
+            gap = t - self._last_frame_t
+            self._go_stale(t, f'no frames on {self.source} for {gap:.1f} s: {_CHECK_CAMERA}')
         elif frame and score is not None:
             if self._level == AlarmLevel.STALE:
                 self._set(AlarmLevel.OK, t, '')
-            self._threshold, self._task = threshold, task_guess
+            self._threshold = threshold
+            self._vote(task_guess)
             self._on_frame(t, score, threshold)
         return self.status(), self._level != before
+
+    def _no_frames_yet(self) -> str:
+        return f'no frames on {self.source} yet: {_CHECK_CAMERA}'
+
+    def _vote(self, guess: str) -> None:
+        """Add the frame's guess to the window; the reported task changes only when another
+        task has more votes in it (module doc: why)."""
+        self._guesses.append(guess)
+        while len(self._guesses) > self.config.task_window_frames:
+            self._guesses.popleft()
+        votes = Counter(self._guesses)
+        best = max(votes.values())
+        if votes.get(self._task, 0) < best:
+            # the first to reach the most votes, counting from the oldest frame
+            self._task = next(g for g in self._guesses if votes[g] == best)
 
     def _go_stale(self, t: float, why: str) -> None:
         if self._level != AlarmLevel.STALE:
             self._set(AlarmLevel.STALE, t, why)
             self._reset_episode()
             self._ema = None
+            self._guesses.clear()  # like the smoothing: the scene may have changed meanwhile
+            self._task = ''
         self._message = why
 
     def _reset_episode(self) -> None:
@@ -274,9 +334,14 @@ class AlarmPolicy:
         return by_frames or by_time
 
     def _describe(self, threshold: float) -> str:
-        score = f'smoothed score {self._ema:.2f} (threshold {threshold:.2f})'
+        # short enough for ``ros2 topic echo`` (it cuts strings at 128 characters); the nearest
+        # known task and the sample ids are keys of their own
+        score = f'score {self._ema:.2f}, threshold {threshold:.2f}'
         if self._level == AlarmLevel.OK:
-            return f'known task {self._task!r}: {score}'
+            return f'known task {self._task or "-"} ({score})'
         if self._level == AlarmLevel.WARN:
-            return f'unseen task suspected: {score}'
-        return f'persistent unseen task, emergency response: {score}'
+            return f'unseen task suspected ({score}): collecting its frames (sample_ids)'
+        return (
+            'persistent unseen task, emergency response: slow down or stop the robot; its '
+            'frames (sample_ids) await labelling'
+        )

@@ -2,8 +2,11 @@
 
 One frame goes: input checks (``frame_input``: the colour and depth messages become arrays, every
 problem a typed issue) -> segmentation runtime (labels, logits, embedding, unseen result) ->
-alarm policy (temporal smoothing and hysteresis of the calibrated score) -> collection decision
--> terrain skill and gait advice. Packing and spooling a collected frame runs in
+camera health (``camera_health``: a frame that shows no scene, a frozen or stalled stream, a
+stamp jump) -> alarm policy (temporal smoothing and hysteresis of the calibrated score) ->
+collection decision -> terrain skill and gait advice. A camera-fault frame is still labelled, but
+it is no unseen-task evidence: the alarm counts it like a missing frame, it is never collected,
+and the gait gets no terrain from it (so it stops). Packing and spooling a collected frame runs in
 ``SampleWriter``'s thread; its outcomes come back through ``Pipeline.process``/``tick`` (same
 thread as the alarm policy), which attach the spooled ids to the alarm episode.
 
@@ -26,6 +29,7 @@ from robo_lifelong.models.unseen import UnseenResult
 from robo_lifelong.models.watch import LoadedModel, ModelSlot
 from robo_lifelong.parameters import group, param
 from robo_lifelong.perception.alarm_policy import AlarmConfig, AlarmLevel, AlarmPolicy, AlarmStatus
+from robo_lifelong.perception.camera_health import CameraCheck, CameraHealth, CameraHealthConfig
 from robo_lifelong.perception.collection import CollectionConfig, Collector
 from robo_lifelong.perception.frame_input import (
     FrameIssue,
@@ -53,8 +57,8 @@ ALARM_NAME = 'robo_lifelong: unseen-task alarm'  # the name the alarm status car
 
 @dataclass(frozen=True)
 class PipelineConfig:
-    """The pipeline's settings; the perception node's parameters (alarm ``alarm_*``, sample
-    collection ``collect_*``)."""
+    """The pipeline's settings; the perception node's parameters (camera health ``camera_*``,
+    alarm ``alarm_*``, sample collection ``collect_*``)."""
 
     robot_id: str = field(default='robot', metadata=param('Robot id written into every sample.'))
     # A memory bound, not a speed one: any frame up to it is resized (area interpolation) to the
@@ -78,6 +82,9 @@ class PipelineConfig:
     collect: bool = field(
         default=True, metadata=param('Collect unseen frames into the spool.', dynamic=True)
     )
+    camera: CameraHealthConfig = field(
+        default_factory=CameraHealthConfig, metadata=group('camera_')
+    )
     alarm: AlarmConfig = field(default_factory=AlarmConfig, metadata=group('alarm_'))
     collection: CollectionConfig = field(
         default_factory=CollectionConfig, metadata=group('collect_')
@@ -98,9 +105,11 @@ class FrameResult:
     model_version: str
     rgb: np.ndarray  # (H, W, 3) uint8 RGB the labels belong to (a view of the message's data)
     with_depth: bool  # depth went into the model (False: none given, or left out: see issues)
+    depth_mm: np.ndarray | None  # (H, W) uint16 mm that went into the model (a view), or None
     labels: np.ndarray  # (H, W) uint8 class ids at the input resolution
     unseen: UnseenResult | None  # None when the package has no unseen calibration
     threshold: float | None
+    camera: CameraCheck  # held: not fed to the alarm, not collected, no gait terrain
     alarm: AlarmStatus
     alarm_changed: bool
     terrain: TerrainResult
@@ -125,12 +134,19 @@ class FrameOutcome:
 
 class Pipeline:
     def __init__(
-        self, config: PipelineConfig, slot: ModelSlot, writer: SampleWriter | None = None
+        self,
+        config: PipelineConfig,
+        slot: ModelSlot,
+        writer: SampleWriter | None = None,
+        source: str = 'the camera topic',
     ) -> None:
+        """``source`` names where the frames come from (a topic) in the alarm's and the camera
+        status's messages."""
         self.config = config
         self.slot = slot
         self.writer = writer
-        self.alarm = AlarmPolicy(config.alarm)
+        self.camera = CameraHealth(config.camera, source)
+        self.alarm = AlarmPolicy(config.alarm, source)
         self.collector = Collector(config.collection)
         self.terrain = TerrainAnalyzer(config.terrain)
         self.gait = GaitAdvisor(config.gait)
@@ -139,16 +155,21 @@ class Pipeline:
     def reconfigure(self, config: PipelineConfig) -> None:
         """Apply new settings; the alarm episode, rate limit and gait state carry over."""
         self.config = config
+        self.camera.config = config.camera
         self.alarm.config = config.alarm
         self.collector.config = config.collection
         self.terrain.config = config.terrain
         self.gait.config = config.gait
 
     def tick(self, t: float) -> tuple[AlarmStatus, bool, list[SampleOutcome]]:
-        """Advance the alarm without a frame (staleness) and collect finished spool outcomes."""
+        """Advance the alarm and the camera health without a frame (staleness, a stalled
+        camera: ``self.camera.status()``) and collect finished spool outcomes."""
+        self.camera.tick(t)
         samples = self._drain()
         model = self.slot.current()
-        status, changed = self.alarm.update(t, model_version=model.version if model else None)
+        status, changed = self.alarm.update(
+            t, model_version=model.version if model else None, no_model=self.slot.missing
+        )
         return status, changed, samples
 
     def process(
@@ -174,6 +195,7 @@ class Pipeline:
             self._check_order(stamp)
         except FrameRejected as e:
             return FrameOutcome(None, (e.issue,))
+        camera = self.camera.check(rgb, stamp, t)  # with or without a model: it is the camera
         model = self.slot.current()  # once: a swap in between never splits this frame
         if model is None:
             return FrameOutcome(None)
@@ -182,27 +204,32 @@ class Pipeline:
         inferred = model.runtime.infer(rgb, depth_mm)
         infer_s = time.perf_counter() - started
         unseen, threshold = inferred.unseen, model.threshold
+        evidence = None if camera.held else unseen  # a camera fault is no unseen task
         status, changed = self.alarm.update(
             t,
-            None if unseen is None else unseen.score,
+            None if evidence is None else evidence.score,
             threshold=1.0 if threshold is None else threshold,
-            task_guess='' if unseen is None else unseen.task_guess,
+            task_guess='' if evidence is None else evidence.task_guess,
             model_version=model.version,
         )
-        collected = self._collect(t, rgb, depth_mm, unseen, stamp, model)
+        collected = self._collect(t, rgb, depth_mm, evidence, stamp, model)
         samples = self._drain()
         terrain = self.terrain.analyze(inferred.labels)
         advice, _ = self.gait.update(
-            t, terrain, status.level in (AlarmLevel.WARN, AlarmLevel.ERROR)
+            t,
+            None if camera.held else terrain,
+            status.level in (AlarmLevel.WARN, AlarmLevel.ERROR),
         )
         result = FrameResult(
             stamp=stamp,
             model_version=model.version,
             rgb=rgb,
             with_depth=depth_mm is not None,
+            depth_mm=depth_mm,
             labels=inferred.labels,
             unseen=unseen,
             threshold=threshold,
+            camera=camera,
             alarm=status,
             alarm_changed=changed,
             terrain=terrain,

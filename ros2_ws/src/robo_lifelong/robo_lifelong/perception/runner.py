@@ -4,8 +4,9 @@ offline replay share (no ROS).
 ``FrameRunner`` runs ``Pipeline.process`` and ``tick``, counts the frames, every input issue and
 every sample once (``FrameCounts``), and returns what the caller publishes: the frame's result,
 the ``unseen/sample`` events of the samples spooled since the last call, the samples refused,
-and the alarm status when its level changed. The node turns these into ROS messages and replay
-writes them to a bag; neither looks at the input or counts on its own.
+and the alarm status when its level changed; ``tick`` also returns the camera's health status
+(``camera_health``, which counts its own fault frames). The node turns these into ROS messages
+and replay writes them to a bag; neither looks at the input or counts on its own.
 """
 
 from __future__ import annotations
@@ -15,6 +16,7 @@ from dataclasses import dataclass, field
 
 from robo_lifelong.io.image_conversion import ImageLike
 from robo_lifelong.perception.alarm_policy import AlarmStatus
+from robo_lifelong.perception.camera_health import CameraStatus
 from robo_lifelong.perception.frame_input import FrameIssue, Issue
 from robo_lifelong.perception.pipeline import FrameResult, Pipeline
 from robo_lifelong.perception.sample_writer import SampleOutcome
@@ -59,6 +61,7 @@ class TickOutputs:
     alarm: AlarmStatus
     changed: bool
     samples: SampleNews
+    camera: CameraStatus
 
 
 class FrameRunner:
@@ -88,9 +91,10 @@ class FrameRunner:
         return FrameOutputs(r, False, outcome.issues, self._samples(r.samples), alarm)
 
     def tick(self, t: float) -> TickOutputs:
-        """Advance the alarm without a frame (``Pipeline.tick``) and count finished samples."""
+        """Advance the alarm and the camera health without a frame (``Pipeline.tick``) and
+        count finished samples."""
         status, changed, outcomes = self.pipeline.tick(t)
-        return TickOutputs(status, changed, self._samples(outcomes))
+        return TickOutputs(status, changed, self._samples(outcomes), self.pipeline.camera.status())
 
     def _samples(self, outcomes: tuple[SampleOutcome, ...] | list[SampleOutcome]) -> SampleNews:
         c = self.counts

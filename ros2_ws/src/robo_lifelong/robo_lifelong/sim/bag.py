@@ -16,7 +16,7 @@ import numpy as np
 from tqdm import tqdm
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, TYPESTORE, BagWriter, header, image
+from robo_lifelong.io.bags import COLOR_TOPIC, DEPTH_TOPIC, TYPESTORE, header, image, new_bag
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.route import Route, Schedule
 
@@ -74,14 +74,15 @@ def camera_info(camera: CameraModel, head: object) -> object:
 def record_route(
     out: str | os.PathLike, config: RecordConfig, camera: CameraModel | None = None
 ) -> int:
-    """Write ``config.frames`` frames of the route to a new bag at ``out``; returns the count."""
+    """Write ``config.frames`` frames of the route to a new bag at ``out``; returns the count.
+    Nothing is left at ``out`` if it fails."""
     camera = camera or CameraModel()
     route = Route(config.schedule, config.seed, camera)
     start = time.time_ns() if config.start_ns is None else config.start_ns
     period_ns = 1e9 / config.rate_hz
     task = ''
     String = TYPESTORE.types[_STRING]
-    with BagWriter(out, config.storage) as bag:
+    with new_bag(out, config.storage) as bag:  # no partial bag if it fails or is interrupted
         for i in tqdm(range(config.frames), desc='record', unit='frame', disable=None):
             frame = route.frame_at(i / config.rate_hz)
             stamp = start + round(i * period_ns)

@@ -11,7 +11,7 @@ from tqdm import tqdm
 from robo_lifelong.errors import RoboLifelongError
 from robo_lifelong.io.dataset import DatasetWriter
 from robo_lifelong.sim.camera import CameraModel
-from robo_lifelong.sim.route import parse_schedule
+from robo_lifelong.sim.route import parse_schedule, schedule_seconds
 from robo_lifelong.sim.tasks import TASKS
 from robo_lifelong.sim.world import CampusWorld
 
@@ -51,7 +51,9 @@ def main(argv: list[str] | None = None) -> int:
     bag.add_argument('--out', type=Path, required=True, help='new bag directory')
     bag.add_argument('--schedule', default='sunny:20,night:10,sunny:20', help='task:seconds,...')
     bag.add_argument('--rate', type=float, default=10.0, help='frames per second')
-    bag.add_argument('--seconds', type=float, required=True, help='route time recorded')
+    bag.add_argument(
+        '--seconds', type=float, help='route time recorded (default: the schedule, once)'
+    )
     bag.add_argument('--format', choices=['sqlite3', 'mcap'], default='sqlite3')
     bag.add_argument('--seed', type=int, default=0)
     bag.add_argument('--width', type=int, default=424)
@@ -72,7 +74,8 @@ def main(argv: list[str] | None = None) -> int:
             )
 
             schedule = parse_schedule(args.schedule)
-            config = RecordConfig(schedule, args.seconds, args.rate, args.seed, args.format)
+            seconds = schedule_seconds(schedule) if args.seconds is None else args.seconds
+            config = RecordConfig(schedule, seconds, args.rate, args.seed, args.format)
             n = record_route(args.out, config, CameraModel(args.width, args.height))
             print(f'wrote {n} frames to {args.out}')
         else:

@@ -35,13 +35,18 @@ def parse_schedule(text: str) -> Schedule:
     return tuple(segments)
 
 
+def schedule_seconds(schedule: Schedule) -> float:
+    """Route time of one pass of ``schedule``: after it the schedule repeats."""
+    return sum(seconds for _, seconds in schedule)
+
+
 class Route:
     """The robot walks along the sidewalk, weaving towards the curb and back, and looks around.
     The schedule repeats forever; route time t (seconds) fully determines the frame."""
 
     def __init__(self, schedule: Schedule, seed: int = 0, camera: CameraModel | None = None):
         self.schedule = schedule
-        self.period = sum(seconds for _, seconds in schedule)
+        self.period = schedule_seconds(schedule)
         self.world = CampusWorld(seed, camera)
 
     def task_at(self, t: float) -> str:

@@ -4,6 +4,8 @@ bridge (reader, uploader).
 Layout under ``root``::
 
     ready/<id>/          complete samples: the files plus meta.json (sizes and sha256 of each file)
+                         and alarm events (meta.json ``kind`` = ``event``: the files are a rosbag2
+                         bag of the seconds around an ERROR, perception/event_recorder.py)
     tmp/<writer>/<id>/   samples being written by the live writer <writer>
     tmp/<writer>.lock    held (flock) by that writer for as it lives
     trash/<id>-<x>/      samples being deleted
@@ -46,6 +48,9 @@ from robo_lifelong.errors import ConfigError, SpoolError, SpoolFullError
 log = logging.getLogger(__name__)
 
 META_NAME = 'meta.json'
+# meta.json key naming what an entry is; samples have none (their meta.json is as it always was)
+KIND_KEY = 'kind'
+EVENT_KIND = 'event'  # an alarm event: a bag, uploaded beside the samples, never a sample
 _NAME_RE = re.compile(r'[A-Za-z0-9][A-Za-z0-9._-]{0,199}')
 _STAMP_RE = re.compile(r'-(\d{8}T\d{6}\.\d{6})-[0-9a-f]+$')
 _DISK_FULL = (errno.ENOSPC, errno.EDQUOT)
@@ -107,6 +112,10 @@ class SpoolEntry:
             return json.loads(path.read_text(encoding='utf-8'))
         except (OSError, ValueError) as e:
             raise SpoolError(f'cannot read {str(path)!r}') from e
+
+    def is_event(self) -> bool:
+        """Whether the entry is an alarm event (reads meta.json)."""
+        return self.meta().get(KIND_KEY) == EVENT_KIND
 
     def files(self) -> dict[str, Path]:
         """Data files of the sample by name (meta.json excluded)."""

@@ -6,6 +6,13 @@ Storage layout below the storage URL (``s3://bucket/prefix`` or a local director
     samples/<robot_id>/<YYYY-MM-DD>/<sample_id>/rgb.png, depth.png, anomaly.png, ...
     samples/<robot_id>/<YYYY-MM-DD>/<sample_id>/meta.json    (the spool's meta.json, written last)
     unlabeled.txt    one line per uploaded sample: ``<sample_id> <sample directory key>``
+    events/<robot_id>/<YYYY-MM-DD>/<event_id>/metadata.yaml, <event_id>.mcap, meta.json
+    events.txt       one line per uploaded alarm event, beside the sample index (same format)
+
+An alarm event (a spool entry whose meta.json has ``kind: event``) is a rosbag2 bag: its
+directory in storage opens with ``ros2 bag play`` and ``robo-lifelong replay``. It goes up by the
+same rules as a sample, under keys derived from its id, and is listed in ``events.txt`` only, so
+it never appears in the sample index that annotation and Sedna's dataset read.
 
 The date is the UTC day of the frame's stamp, so a sample always maps to the same keys. Each file
 is created with a conditional write (If-None-Match: *) and verified by its ETag (MD5 or sha256 of
@@ -32,6 +39,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import posixpath
 import threading
 import time
 from collections.abc import Callable
@@ -47,13 +55,15 @@ from robo_lifelong.errors import (
     StorageError,
 )
 from robo_lifelong.supervision import FailureLog, backoff_delay, supervise
-from robo_lifelong.transfer.spool import META_NAME, Spool, SpoolEntry
+from robo_lifelong.transfer.spool import EVENT_KIND, KIND_KEY, META_NAME, Spool, SpoolEntry
 from robo_lifelong.transfer.storage import Storage, join
 
 log = logging.getLogger(__name__)
 
 SAMPLES_PREFIX = 'samples'
 UNLABELED_INDEX = 'unlabeled.txt'
+EVENTS_PREFIX = 'events'
+EVENTS_INDEX = 'events.txt'  # in the directory of the sample index
 # botocore tries per S3 request of an uploader's store (see the module doc: we do the retrying)
 UPLOAD_S3_ATTEMPTS = 1
 
@@ -82,11 +92,18 @@ class UploadConfig:
         if not self.robot_id or '/' in self.robot_id:
             raise ConfigError(f'robot id must be non-empty without "/", got {self.robot_id!r}')
 
+    @property
+    def events_index_key(self) -> str:
+        """``events.txt`` beside ``index_key``."""
+        parent = posixpath.dirname(self.index_key)
+        return posixpath.join(parent, EVENTS_INDEX) if parent else EVENTS_INDEX
+
 
 @dataclass(frozen=True)
 class UploadStatus:
     uploaded: int  # samples uploaded since start
-    uploaded_bytes: int
+    events_uploaded: int  # alarm events uploaded since start
+    uploaded_bytes: int  # of both
     last_upload: float | None  # seconds since the epoch
     last_error: str | None  # message of the most recent failure ('' never: None)
     last_error_time: float | None
@@ -97,14 +114,14 @@ class UploadStatus:
     corrupt: int  # samples left in the spool because their files disagree with meta.json
 
 
-def sample_key(meta: dict, entry: SpoolEntry, robot_id: str) -> str:
-    """``samples/<robot>/<YYYY-MM-DD>/<id>``: the robot and UTC day from meta.json (``robot_id``,
-    ``stamp``), else the uploader's robot id and the spooling time."""
+def sample_key(meta: dict, entry: SpoolEntry, robot_id: str, prefix: str = SAMPLES_PREFIX) -> str:
+    """``<prefix>/<robot>/<YYYY-MM-DD>/<id>``: the robot and UTC day from meta.json
+    (``robot_id``, ``stamp``), else the uploader's robot id and the spooling time."""
     robot = str(meta.get('robot_id') or robot_id)
     stamp = meta.get('stamp')
     when = float(stamp) if isinstance(stamp, (int, float)) else entry.spooled_at
     day = datetime.fromtimestamp(when, tz=timezone.utc).strftime('%Y-%m-%d')
-    return join(SAMPLES_PREFIX, robot, day, entry.sample_id)
+    return join(prefix, robot, day, entry.sample_id)
 
 
 class TokenBucket:
@@ -156,6 +173,7 @@ class Uploader:
         )
         self._lock = threading.Lock()
         self._uploaded = 0
+        self._events_uploaded = 0
         self._uploaded_bytes = 0
         self._last_upload: float | None = None
         self._retry_at = 0.0  # time.monotonic() until which the latest backoff lasts
@@ -169,6 +187,7 @@ class Uploader:
         with self._lock:
             return UploadStatus(
                 uploaded=self._uploaded,
+                events_uploaded=self._events_uploaded,
                 uploaded_bytes=self._uploaded_bytes,
                 last_upload=self._last_upload,
                 last_error=health.last_error,
@@ -229,6 +248,7 @@ class Uploader:
         before = len(progress)
         try:
             size = self.upload(entry, stop)
+            event = size is not None and entry.is_event()  # before remove: it reads meta.json
             if size is not None:
                 self.spool.remove(entry.sample_id)
         except CorruptSample as e:
@@ -246,7 +266,10 @@ class Uploader:
             return 0, 0.0
         with self._lock:
             self._progress.pop(entry.sample_id, None)
-            self._uploaded += 1
+            if event:
+                self._events_uploaded += 1
+            else:
+                self._uploaded += 1
             self._uploaded_bytes += size
             self._last_upload = time.time()
         self.failures.succeeded()
@@ -266,8 +289,9 @@ class Uploader:
     # -- one sample -----------------------------------------------------------------------------
 
     def upload(self, entry: SpoolEntry, stop: threading.Event | None = None) -> int | None:
-        """Upload one spooled sample and record it in the index; returns its bytes (None if
-        ``stop`` was set while waiting for bandwidth). Does not touch the spool.
+        """Upload one spooled sample (or alarm event) and record it in the sample (event)
+        index; returns its bytes (None if ``stop`` was set while waiting for bandwidth). Does not
+        touch the spool.
 
         :raises CorruptSample: the spooled files disagree with meta.json.
         :raises StorageError: the store failed; retrying later is safe.
@@ -290,7 +314,13 @@ class Uploader:
             raise CorruptSample(
                 f'{str(entry.path)!r}: files {sorted(files)} but meta.json lists {sorted(listed)}'
             )
-        prefix = sample_key(meta, entry, self.config.robot_id)
+        kind = meta.get(KIND_KEY)
+        if kind not in (None, EVENT_KIND):
+            raise CorruptSample(f'{str(entry.path)!r}: unknown kind {kind!r} in meta.json')
+        event = kind == EVENT_KIND
+        root = EVENTS_PREFIX if event else SAMPLES_PREFIX
+        index_key = self.config.events_index_key if event else self.config.index_key
+        prefix = sample_key(meta, entry, self.config.robot_id, root)
         # meta.json last: a sample directory with meta.json is complete
         for name in [*sorted(files), META_NAME]:
             key = join(prefix, name)
@@ -300,13 +330,13 @@ class Uploader:
             if not self._put_verified(key, data, stop):
                 return None
             done[key] = len(data)
-        if self.config.index_key not in done:
+        if index_key not in done:
             appended = self.storage.append_line_once(
-                self.config.index_key, f'{entry.sample_id} {prefix}', entry.sample_id
+                index_key, f'{entry.sample_id} {prefix}', entry.sample_id
             )
             if not appended:
                 log.info('%s was already in %s (uploaded before)', entry.sample_id, prefix)
-            done[self.config.index_key] = 0
+            done[index_key] = 0
         return sum(done.values())
 
     def _put_verified(self, key: str, data: bytes, stop: threading.Event) -> bool:
