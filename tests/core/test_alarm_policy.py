@@ -210,6 +210,22 @@ def test_stale_messages_name_the_topic_and_the_model_problem():
     assert status.level == STALE and status.message == 'no model loaded: /m rejected: bad hash'
 
 
+def test_frames_without_a_score_go_stale_naming_why_not_missing_frames():
+    """Frames keep arriving but give no score (a camera fault, a model without calibration):
+    the STALE message says so instead of claiming the topic is silent."""
+    policy = AlarmPolicy(cfg(stale_after=1.0), source='/dog/camera/color/image_raw')
+    status, _ = policy.update(0.0, None, model_version=V, no_score='model v1 has no calibration')
+    assert status.message == 'no unseen-task verdict yet: model v1 has no calibration'
+    feed(policy, [0.1], t0=1.0)
+    for t in (1.5, 2.0, 2.5):
+        status, _ = policy.update(t, None, model_version=V, no_score='camera fault (dark) on x')
+    assert status.level == STALE
+    assert status.message == 'no unseen-task verdict for 1.5 s: camera fault (dark) on x'
+    feed(policy, [0.1], t0=3.0)  # a scored frame: the reason is forgotten
+    status, _ = policy.update(5.0, None, model_version=V)
+    assert status.message.startswith('no frames on /dog/camera/color/image_raw for 2.0 s')
+
+
 def test_task_is_unseen_in_warn_and_error_with_the_nearest_known_task():
     policy = AlarmPolicy(cfg(task_window_frames=5))
     levels, statuses, *_ = feed(policy, [0.1] * 5 + [2.0] * 10, task='curbs')

@@ -177,6 +177,16 @@ def test_no_model_gives_no_result_and_a_stale_alarm() -> None:
     assert status.level == AlarmLevel.STALE and 'no model' in status.message
 
 
+def test_a_model_without_calibration_is_stale_naming_it_not_the_camera(tmp_path: Path) -> None:
+    slot = ModelSlot()
+    slot.swap(load_model(mp.write_package(tmp_path / 'plain', tiny_onnx(), manifest()).path))
+    pipe = Pipeline(CONFIG, slot, source='/cam/rgb')
+    r = pipe.process(image(known(np.random.default_rng(2))), None, stamp=10.0).result
+    assert r is not None and r.unseen is None and r.alarm.level == AlarmLevel.STALE
+    assert r.alarm.message.startswith('no unseen-task verdict yet: model v1-')
+    assert 'has no unseen calibration' in r.alarm.message and '/cam/rgb' not in r.alarm.message
+
+
 @pytest.mark.cloud  # the calibrated package is fitted by robo_lifelong_cloud
 def test_alarm_goes_stale_without_frames_and_recovers(slot: ModelSlot) -> None:
     pipe = Pipeline(CONFIG, slot)

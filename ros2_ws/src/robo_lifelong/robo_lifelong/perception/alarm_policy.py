@@ -186,6 +186,7 @@ class AlarmPolicy:
         self._since: float | None = None
         self._last_t: float | None = None
         self._last_frame_t: float | None = None
+        self._no_score = ''  # why the frames that arrive have no score, if they do
         self._ema: float | None = None
         self._threshold: float | None = None
         self._task = ''
@@ -228,10 +229,13 @@ class AlarmPolicy:
         task_guess: str = '',
         model_version: str | None,
         no_model: str = '',
+        no_score: str = '',
     ) -> tuple[AlarmStatus, bool]:
         """Advance to time ``t``. ``score`` is the frame's calibrated unseen score, or None when
         this is a tick without a frame (a non-finite score counts as no frame). ``no_model``
-        says why ``model_version`` is None, for the STALE message.
+        says why ``model_version`` is None, ``no_score`` why a frame that did arrive has no
+        score (a camera fault, a model without unseen calibration): the STALE messages name it
+        rather than claiming that no frames arrive.
 
         :return: the status after this update and whether its level changed.
         """
@@ -245,13 +249,15 @@ class AlarmPolicy:
         frame = score is not None and math.isfinite(score)
         if frame:
             self._last_frame_t = t
+            self._no_score = ''
+        elif no_score:
+            self._no_score = no_score
         if model_version is None:
             self._go_stale(t, f'no model loaded: {no_model}' if no_model else 'no model loaded')
         elif self._last_frame_t is None:
-            self._go_stale(t, self._no_frames_yet())
+            self._go_stale(t, self._no_verdict('yet'))
         elif t - self._last_frame_t > self.config.stale_after:
-            gap = t - self._last_frame_t
-            self._go_stale(t, f'no frames on {self.source} for {gap:.1f} s: {_CHECK_CAMERA}')
+            self._go_stale(t, self._no_verdict(f'for {t - self._last_frame_t:.1f} s'))
         elif frame and score is not None:
             if self._level == AlarmLevel.STALE:
                 self._set(AlarmLevel.OK, t, '')
@@ -262,6 +268,11 @@ class AlarmPolicy:
 
     def _no_frames_yet(self) -> str:
         return f'no frames on {self.source} yet: {_CHECK_CAMERA}'
+
+    def _no_verdict(self, how_long: str) -> str:
+        if self._no_score:
+            return f'no unseen-task verdict {how_long}: {self._no_score}'
+        return f'no frames on {self.source} {how_long}: {_CHECK_CAMERA}'
 
     def _vote(self, guess: str) -> None:
         """Add the frame's guess to the window; the reported task changes only when another

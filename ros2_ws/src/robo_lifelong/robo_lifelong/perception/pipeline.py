@@ -161,6 +161,21 @@ class Pipeline:
         self.terrain.config = config.terrain
         self.gait.config = config.gait
 
+    def _no_score_reason(
+        self, camera: CameraCheck, unseen: UnseenResult | None, version: str
+    ) -> str:
+        """Why this frame gives the alarm no score ('' when it gives one)."""
+        if unseen is None:
+            return (
+                f"model {version} has no unseen calibration (its manifest's unseen section is "
+                'empty): it cannot recognise unseen tasks'
+            )
+        if camera.fault is not None:
+            return f'camera fault ({camera.fault.value}) on {self.camera.source}: see its status'
+        if camera.suspect is not None:
+            return f'camera view suspect ({camera.suspect.value}) on {self.camera.source}'
+        return ''
+
     def tick(self, t: float) -> tuple[AlarmStatus, bool, list[SampleOutcome]]:
         """Advance the alarm and the camera health without a frame (staleness, a stalled
         camera: ``self.camera.status()``) and collect finished spool outcomes."""
@@ -211,6 +226,7 @@ class Pipeline:
             threshold=1.0 if threshold is None else threshold,
             task_guess='' if evidence is None else evidence.task_guess,
             model_version=model.version,
+            no_score=self._no_score_reason(camera, unseen, model.version),
         )
         collected = self._collect(t, rgb, depth_mm, evidence, stamp, model)
         samples = self._drain()
