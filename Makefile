@@ -24,7 +24,7 @@ demo: setup
 	$(BIN)/robo-lifelong-demo --out demo_output
 
 test: setup lint
-	$(BIN)/python -m pytest tests
+	$(BIN)/python -m pytest tests --durations=20
 
 setup-robot:
 	@PYTHON=$(PYTHON) ROS_DISTRO=$(ROS_DISTRO) VENV=$(ROBOT_VENV) PROFILE=robot bash scripts/setup.sh
@@ -37,7 +37,7 @@ test-model: setup
 # unit-tested on local storage) here too, and leaving them out keeps .ci/run under 25 minutes.
 test-robot: setup-robot test-model
 	AMENT_PREFIX_PATH=$(abspath $(ROBOT_VENV)) ROBO_LIFELONG_TEST_MODEL_CACHE=$(abspath $(TEST_MODEL)) \
-		$(ROBOT_VENV)/bin/python -m pytest tests --suite=robot -m 'not s3'
+		$(ROBOT_VENV)/bin/python -m pytest tests --suite=robot -m 'not s3' --durations=10
 
 lint: setup
 	$(BIN)/ruff check .
