@@ -76,8 +76,9 @@ def _schedule_scaled(match: re.Match) -> str:
 
 def small(command: str, tmp: Path, model: Path | None) -> str:
     """``command`` at small sizes, writing under ``tmp``, with this venv's executables."""
-    text = command.replace('.venv/bin/', f'{Path(sys.prefix) / "bin"}/')
-    text = text.replace('/tmp/', f'{tmp}/')
+    # /tmp/ first: this venv (or the test's tmp) may itself live under /tmp
+    text = command.replace('/tmp/', f'{tmp}/')
+    text = text.replace('.venv/bin/', f'{Path(sys.prefix) / "bin"}/')
     text = re.sub(r'--frames \d+', '--frames 1', text)
     text = re.sub(r'--schedule (\S+)', _schedule_scaled, text)
     if ' bag ' in f' {text} ':
