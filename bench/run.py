@@ -33,6 +33,21 @@ def _jsonable(value):
     return value
 
 
+def write_result(out: Path, name: str, result: dict, quick: bool, started: float) -> Path:
+    """``<out>/<name>.json``: the benchmark's result with the machine and the wall time."""
+    result = {
+        'benchmark': name,
+        'machine': {'python': platform.python_version(), 'cpu': platform.processor()},
+        'quick': quick,
+        'seconds': round(time.time() - started, 1),
+        **_jsonable(result),
+    }
+    path = out / f'{name}.json'
+    path.write_text(json.dumps(result, indent=2, allow_nan=False))
+    print(json.dumps(result, indent=2), flush=True)
+    return path
+
+
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument('--out', type=Path, default=HERE / 'results')
@@ -53,16 +68,7 @@ def main(argv: list[str] | None = None) -> int:
         except Exception as e:  # one broken benchmark must not hide the others' results
             failed.append(name)
             result = {'error': f'{type(e).__name__}: {e}'}
-        result = {
-            'benchmark': name,
-            'machine': {'python': platform.python_version(), 'cpu': platform.processor()},
-            'quick': args.quick,
-            'seconds': round(time.time() - started, 1),
-            **_jsonable(result),
-        }
-        path = args.out / f'{name}.json'
-        path.write_text(json.dumps(result, indent=2, allow_nan=False))
-        print(json.dumps(result, indent=2), flush=True)
+        write_result(args.out, name, result, args.quick, started)
     if failed:
         print(f'benchmarks that raised: {failed}', file=sys.stderr)
         return 1

@@ -68,6 +68,28 @@ def test_new_classes_segmented_and_the_task_recognised_as_known(demo) -> None:
     assert summary['alarm_after']['recall'] < summary['alarm_before']['recall'], summary
 
 
+def test_two_rounds_give_the_matrix_its_bwt_and_the_second_rounds_decision(demo) -> None:
+    out, summary, _ = demo
+    rounds = summary['lifelong_rounds']
+    assert rounds['tasks'] == [*KNOWN_TASKS, 'night', 'construction']
+    matrix = rounds['miou_matrix']  # untrained, after round 1, after round 2
+    assert len(matrix) == 3 and all(len(row) == len(rounds['tasks']) for row in matrix)
+    known = range(len(KNOWN_TASKS))
+    bwt = 100 * sum(matrix[2][j] - matrix[1][j] for j in known) / len(known)
+    assert rounds['bwt'] == pytest.approx(bwt, abs=0.01)
+    assert rounds['fwt'] == pytest.approx(
+        100 * sum(matrix[1][j] - matrix[0][j] for j in (3, 4)) / 2, abs=0.01
+    )
+    second = rounds['per_round'][1]
+    record = json.loads((out / 'cloud' / 'eval' / '2' / 'decision.json').read_text())
+    assert second['round'] == 2 and second['tasks'] == ['night', 'construction']
+    assert second['candidate_deployed'] == record['decision']['deploy']
+    assert second['reasons'] == record['decision']['reasons']
+    assert 'night' in rounds['unseen_auroc_by_round']['1']
+    assert (out / 'report' / 'rounds.png').stat().st_size > 1000
+    assert '## Lifelong rounds' in (out / 'report' / 'report.md').read_text()
+
+
 def test_report_written(demo) -> None:
     out, summary, _ = demo
     report = out / 'report'

@@ -1,6 +1,6 @@
 """``robo-lifelong-demo``: one lifelong-learning cycle on this machine, then its report.
 
-    robo-lifelong-demo [--quick] [--storage local|s3] [--out demo_output]
+    robo-lifelong-demo [--quick] [--rounds N] [--storage local|s3] [--out demo_output]
 
 See ``loop.py`` for the steps and ``report.py`` for what the report shows. Exit 0 when the cycle
 ran and the report was written (whether every claim held is in the report); 1 on an error.
@@ -35,6 +35,13 @@ def _parser() -> argparse.ArgumentParser:
         help='local directory, or S3 (S3_ENDPOINT_URL from the environment, else a SeaweedFS '
         'server started for the run)',
     )
+    parser.add_argument(
+        '--rounds',
+        type=int,
+        default=2,
+        help='lifelong rounds: 1 trains the known tasks, 2 learns night + construction, '
+        '3 snow (default 2)',
+    )
     parser.add_argument('--out', type=Path, default=Path('demo_output'), help='output directory')
     parser.add_argument(
         '--domain-id', type=int, default=0, help='ROS_DOMAIN_ID of the robot (0: a random one)'
@@ -49,8 +56,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         level=logging.INFO if args.verbose else logging.WARNING,
         format='%(asctime)s %(levelname)s %(name)s: %(message)s',
     )
-    cfg = DemoConfig(args.out, args.quick, args.storage, args.domain_id)
     try:
+        cfg = DemoConfig(args.out, args.quick, args.storage, args.domain_id, args.rounds)
         with open_backend(cfg.storage, cfg.out.resolve()) as backend:
             paths, counts = run_demo(cfg, backend, lambda line: print(line, flush=True))
             summary = write_report(cfg, paths, counts)
@@ -60,7 +67,9 @@ def main(argv: Sequence[str] | None = None) -> int:
     print()
     for claim, ok in summary['checks'].items():
         print(f'  [{"x" if ok else " "}] {claim}')
-    print(f'\nreport: {paths.out / "report" / "report.md"}')
+    rounds = summary['lifelong_rounds']
+    print(f'\nlifelong rounds: BWT {rounds["bwt"]} points, FWT {rounds["fwt"]} points')
+    print(f'report: {paths.out / "report" / "report.md"}')
     return 0
 
 

@@ -11,11 +11,16 @@
    package and perception hot-swaps it (the nodes keep running).
 5. The same route again; the observer's timelines of both drives feed the report.
 
+With ``rounds`` > 2 steps 2-4 repeat, each drive passing the tasks the next round learns
+(``ROUND_TASKS``), and the last drive passes every task a round learned. The package deployed after
+each round is kept for the report's matrix (``rounds.py``).
+
 ``run_demo`` returns the paths of everything it wrote; the outcome is judged in ``report``.
 """
 
 from __future__ import annotations
 
+import json
 import logging
 import random
 import re
@@ -31,9 +36,10 @@ from robo_lifelong.errors import RoboLifelongError
 from robo_lifelong.offline.annotation import annotate_pending, ground_truth_source
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import write_dataset
+from robo_lifelong.sim.route import parse_schedule
 from robo_lifelong.sim.tasks import KNOWN_TASKS
 from robo_lifelong.transfer import model_store
-from robo_lifelong.transfer.storage import S3Config, join
+from robo_lifelong.transfer.storage import S3Config, join, open_storage
 from robo_lifelong_cloud.controller.conditions import ConditionType, Stage, last
 from robo_lifelong_cloud.controller.manifests import load_manifests, with_overrides
 from robo_lifelong_cloud.controller.runner import DEPLOY_KEY, Controller, ControllerConfig
@@ -45,6 +51,11 @@ log = logging.getLogger(__name__)
 
 MANIFEST_DIR = Path(__file__).resolve().parents[2] / 'manifests'
 NEW_CLASS_TASK = 'construction'  # the unseen task with new classes (barrier, traffic cone)
+# What each round learns: round 1 the known tasks (the initial dataset), each later one the tasks
+# of the route's unseen stretch its drive collected samples on. Night changes the whole image; the
+# construction site only adds objects (the new classes); snow comes a round later, so one task
+# stays unseen while others are learned.
+ROUND_TASKS: tuple[tuple[str, ...], ...] = (KNOWN_TASKS, ('night', NEW_CLASS_TASK), ('snow',))
 ANNOTATION_TOLERANCE_NS = 1_000_000
 MIN_SAMPLES = 13  # floor(trainProb 0.8 * 13) = 10 new training lines > 9, the demo trigger
 ALARM_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}  # DiagnosticStatus levels
@@ -61,6 +72,15 @@ class DemoConfig:
     quick: bool = False
     storage: str = 'local'  # or 's3' (see backend.py)
     domain_id: int = 0  # 0: a random private domain
+    rounds: int = 2  # round 1 the initial model, then one update per round (ROUND_TASKS)
+
+    def __post_init__(self) -> None:
+        if not 2 <= self.rounds <= len(ROUND_TASKS):
+            later = ' / '.join('+'.join(tasks) for tasks in ROUND_TASKS[1:])
+            raise DemoError(
+                f'rounds must be 2..{len(ROUND_TASKS)} (round 1 learns the known tasks, the '
+                f'later ones {later}), got {self.rounds}'
+            )
 
     @property
     def width(self) -> int:
@@ -76,14 +96,30 @@ class DemoConfig:
     def frames_per_task(self) -> int:
         return 30 if self.quick else 80
 
+    def route(self, unseen: tuple[str, ...]) -> str:
+        # known -> unseen -> known; the second known task is another one, so "not forgotten"
+        # is measured on two old tasks.
+        known_s, unseen_s = (6, 8) if self.quick else (15, 20)
+        stretch = [f'{task}:{unseen_s}' for task in unseen]
+        return ','.join([f'sunny:{known_s}', *stretch, f'overcast:{known_s}'])
+
+    @property
+    def schedules(self) -> tuple[str, ...]:
+        """The route of each drive: drive k (before round k + 2) passes the tasks that round
+        learns; the last drive (after the last round) passes every task a round learned."""
+        learned = tuple(t for tasks in ROUND_TASKS[1 : self.rounds] for t in tasks)
+        before = tuple(self.route(ROUND_TASKS[k]) for k in range(1, self.rounds))
+        return (*before, self.route(learned))
+
     @property
     def schedule(self) -> str:
-        # known -> unseen -> known; the second known task is another one, so "not forgotten"
-        # is measured on two old tasks. Night changes the whole image; the construction site
-        # only adds objects (the new classes), which image-level recognition may call known.
-        if self.quick:
-            return f'sunny:6,night:8,{NEW_CLASS_TASK}:8,overcast:6'
-        return f'sunny:15,night:20,{NEW_CLASS_TASK}:20,overcast:15'
+        """The first drive's route (the one the report compares the last drive with)."""
+        return self.schedules[0]
+
+    @property
+    def matrix_frames_per_task(self) -> int:
+        """Fresh frames per task of the rounds' mIoU matrix (``rounds.py``)."""
+        return 8 if self.quick else 20
 
     @property
     def timeout_s(self) -> float:
@@ -100,21 +136,27 @@ class DemoPaths:
     output_dir: str  # the job's outputDir
     state: Path
     robot: Path
-    drives: tuple[Path, Path]  # observer output of the drive before and after the update
+    # observer output of each drive: before each update, then after the last one
+    drives: tuple[Path, ...]
 
     s3: S3Config | None  # S3 endpoint and keys; None for local storage
 
     @classmethod
-    def make(cls, out: Path, backend: Backend) -> DemoPaths:
+    def make(cls, out: Path, backend: Backend, rounds: int = 2) -> DemoPaths:
         return cls(
             out,
             backend.storage_url,
             backend.output_dir,
             out / 'state',
             out / 'robot',
-            (out / 'drive_before', out / 'drive_after'),
+            tuple(out / f'drive_{k}' for k in range(1, rounds + 1)),  # drive k: round k's model
             backend.s3,
         )
+
+    @property
+    def rounds_dir(self) -> Path:
+        """The package deployed after each round, ``<rounds_dir>/<round>/``."""
+        return self.out / 'rounds'
 
 
 class Progress:
@@ -268,7 +310,7 @@ class JobRunner:
 
 def _fresh(paths: DemoPaths) -> None:
     """A demo run starts from nothing: its own subdirectories of ``out`` are removed."""
-    for path in (paths.state, paths.robot, *paths.drives):
+    for path in (paths.state, paths.robot, paths.rounds_dir, *paths.drives):
         shutil.rmtree(path, ignore_errors=True)
     for url in (paths.storage_url, paths.output_dir):
         if not url.startswith('s3://'):
@@ -285,8 +327,11 @@ def deployed_version(paths: DemoPaths) -> str:
     return f'v{pointer.version}-{pointer.content_hash[:12]}'
 
 
-def drive(robot: Robot, out_dir: Path, version: str, progress: Progress, timeout_s: float) -> None:
-    """One pass of the route once perception runs ``version``, recorded by the observer."""
+def drive(
+    robot: Robot, out_dir: Path, version: str, schedule: str, progress: Progress, timeout_s: float
+) -> None:
+    """One pass of the route ``schedule`` once perception runs ``version``, recorded by the
+    observer."""
     robot.start_observer(out_dir)
     wait_for(
         lambda: timeline.model_version(timeline.read_timeline(out_dir)) == version,
@@ -294,10 +339,10 @@ def drive(robot: Robot, out_dir: Path, version: str, progress: Progress, timeout
         f'the perception node to run model {version}',
         robot,
     )
-    progress.say(f'robot: perception runs model {version}; driving {robot.cfg.schedule}')
+    progress.say(f'robot: perception runs model {version}; driving {schedule}')
     frames_before = _ground_truth_frames(robot)
-    route_frames = round(robot.cfg.route_seconds * robot.cfg.rate_hz)
-    robot.start('sim_camera')
+    route_frames = round(sum(s for _, s in parse_schedule(schedule)) * robot.cfg.rate_hz)
+    robot.start('sim_camera', ['-p', f'schedule:={schedule}'])
     task = level = None
     # the camera writes each frame's ground truth before publishing it: stop after one route
     while _ground_truth_frames(robot) - frames_before < route_frames:
@@ -348,7 +393,7 @@ def run_demo(
     """Run the whole cycle on ``backend`` (see ``backend.open_backend``); returns the paths and
     the step wall times and counts."""
     progress = Progress(say)
-    paths = DemoPaths.make(cfg.out.resolve(), backend)
+    paths = DemoPaths.make(cfg.out.resolve(), backend, cfg.rounds)
     _fresh(paths)
     progress.stage('initial dataset (simulator)')
     frames = _initial_dataset(cfg, backend, progress)
@@ -356,6 +401,50 @@ def run_demo(
     counts = _cycle(cfg, paths, backend, progress)
     counts['initial_frames'] = frames
     return paths, counts
+
+
+def read_decision(paths: DemoPaths, number: int) -> dict:
+    """The eval worker's decision record of round ``number`` (``O/eval/<number>/``)."""
+    storage = open_storage(paths.output_dir, paths.s3)
+    return json.loads(storage.read_bytes(f'eval/{number}/decision.json'))
+
+
+def _finish_round(
+    paths: DemoPaths, number: int, tasks: tuple[str, ...], started: float, progress: Progress
+) -> dict:
+    """Keep the package deployed after round ``number`` and the eval worker's verdict on it."""
+    package = model_store.open_model(
+        join(paths.output_dir, DEPLOY_KEY), paths.rounds_dir / str(number), paths.s3
+    )
+    decision = read_decision(paths, number)['decision']
+    verdict = 'deployed' if decision['deploy'] else 'refused (the deployed model stays)'
+    progress.say(f'round {number}: candidate {verdict}; the robot runs v{package.version}')
+    return {
+        'round': number,
+        'tasks': list(tasks),
+        'package_dir': str(package.path),
+        'candidate_deployed': bool(decision['deploy']),
+        'reasons': list(decision['reasons']),
+        'seconds': round(time.monotonic() - started, 1),
+    }
+
+
+def _annotate(job: JobRunner, backend: Backend, robot: Robot, progress: Progress) -> int:
+    with job.paused():
+        report = annotate_pending(
+            backend.storage(),
+            ground_truth_source(robot.cfg.ground_truth_dir, ANNOTATION_TOLERANCE_NS),
+        )
+    progress.say(
+        f'annotated {len(report.annotated)} uploaded samples from the SIMULATOR GROUND '
+        f'TRUTH (stand-in for a human labeller); appended to {backend.storage_url}/data.txt'
+    )
+    if len(report.annotated) < MIN_SAMPLES:
+        raise DemoError(
+            f'only {len(report.annotated)} samples were collected and annotated; the '
+            f"demo job's trigger needs {MIN_SAMPLES}"
+        )
+    return len(report.annotated)
 
 
 def _cycle(cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progress) -> dict:
@@ -371,37 +460,31 @@ def _cycle(cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progre
         s3=backend.s3,
     )
     job = JobRunner(paths, backend, progress)
-    counts: dict = {}
+    counts: dict = {'annotated': 0, 'rounds': []}
     with Robot(robot_cfg) as robot:
         job.start()
         try:
-            progress.stage('initial training -> eval -> deploy')
+            started = time.monotonic()
+            progress.stage('round 1: initial training -> eval -> deploy')
             job.wait_deployed(1, cfg.timeout_s)
-            progress.stage('drive before the update')
+            counts['rounds'].append(_finish_round(paths, 1, ROUND_TASKS[0], started, progress))
             robot.start('perception')
             robot.start('bridge')
-            drive(robot, paths.drives[0], deployed_version(paths), progress, cfg.timeout_s)
-            progress.stage('annotation (simulator ground truth)')
-            with job.paused():
-                report = annotate_pending(
-                    backend.storage(),
-                    ground_truth_source(robot_cfg.ground_truth_dir, ANNOTATION_TOLERANCE_NS),
-                )
-            counts['annotated'] = len(report.annotated)
-            counts['not_annotated'] = len(report.no_label) + len(report.rejected)
-            progress.say(
-                f'annotated {len(report.annotated)} uploaded samples from the SIMULATOR GROUND '
-                f'TRUTH (stand-in for a human labeller); appended to {paths.storage_url}/data.txt'
-            )
-            if len(report.annotated) < MIN_SAMPLES:
-                raise DemoError(
-                    f'only {len(report.annotated)} samples were collected and annotated; the '
-                    f"demo job's trigger needs {MIN_SAMPLES}"
-                )
-            progress.stage('retraining -> eval -> deploy')
-            job.wait_deployed(2, cfg.timeout_s, robot)
-            progress.stage('drive after the update')
-            drive(robot, paths.drives[1], deployed_version(paths), progress, cfg.timeout_s)
+            for number in range(2, cfg.rounds + 1):
+                started = time.monotonic()
+                k = number - 2  # the drive that collects this round's samples
+                progress.stage(f'round {number}: drive (collection)')
+                version = deployed_version(paths)
+                drive(robot, paths.drives[k], version, cfg.schedules[k], progress, cfg.timeout_s)
+                progress.stage(f'round {number}: annotation (simulator ground truth)')
+                counts['annotated'] += _annotate(job, backend, robot, progress)
+                progress.stage(f'round {number}: retraining -> eval -> deploy')
+                job.wait_deployed(number, cfg.timeout_s, robot)
+                tasks = ROUND_TASKS[number - 1]
+                counts['rounds'].append(_finish_round(paths, number, tasks, started, progress))
+            progress.stage('drive after the last update')
+            version = deployed_version(paths)
+            drive(robot, paths.drives[-1], version, cfg.schedules[-1], progress, cfg.timeout_s)
         finally:
             job.close()
     progress.finish()

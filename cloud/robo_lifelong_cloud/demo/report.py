@@ -3,7 +3,10 @@
 Plots: the unseen score and alarm level over the route before and after the update
 (``route.png``), per-task mIoU before/after (``miou.png``), one frame of the unseen stretch run
 through both models (``examples.png``: input, ground truth, labels, anomaly map). The markdown adds
-the outcome checks, the eval worker's deploy decision and the job's condition history.
+the outcome checks, the eval worker's deploy decision and the job's condition history, and the
+lifelong rounds: every task's mIoU after every round with BWT and FWT (``rounds.py``), the matrix
+as a heatmap (``rounds.png``). "Before" is the first drive, "after" the last one (after the last
+update).
 """
 
 from __future__ import annotations
@@ -25,13 +28,16 @@ from robo_lifelong.models import package as mp  # noqa: E402
 from robo_lifelong.models.runtime import SegmentationRuntime  # noqa: E402
 from robo_lifelong.sim.ground_truth import GroundTruthStore  # noqa: E402
 from robo_lifelong.sim.tasks import KNOWN_TASKS, TASKS, UNSEEN_TASKS  # noqa: E402
-from robo_lifelong.transfer import model_store  # noqa: E402
-from robo_lifelong.transfer.storage import join, open_storage  # noqa: E402
 from robo_lifelong_cloud.controller.conditions import ConditionType, Stage  # noqa: E402
-from robo_lifelong_cloud.controller.runner import DEPLOY_KEY  # noqa: E402
 from robo_lifelong_cloud.controller.status import StateDir  # noqa: E402
+from robo_lifelong_cloud.demo import rounds  # noqa: E402
 from robo_lifelong_cloud.demo.analysis import Drive, analyse_drive, class_iou, task_miou  # noqa: E402
-from robo_lifelong_cloud.demo.loop import NEW_CLASS_TASK, DemoConfig, DemoPaths  # noqa: E402
+from robo_lifelong_cloud.demo.loop import (  # noqa: E402
+    NEW_CLASS_TASK,
+    DemoConfig,
+    DemoPaths,
+    read_decision,
+)
 
 log = logging.getLogger(__name__)
 
@@ -186,7 +192,7 @@ def _pct(value: float | None) -> str:
 
 def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: dict | None) -> str:
     lines = [
-        '# robo-lifelong demo: one lifelong-learning cycle',
+        f'# robo-lifelong demo: {len(counts["rounds"])} lifelong-learning rounds',
         '',
         'Produced by `robo-lifelong-demo` (`make demo`). Collected samples were labelled from the '
         "**simulator's ground truth** (the stand-in for a human labeller).",
@@ -238,6 +244,7 @@ def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: d
         '|---|---|',
     ]
     lines += [f'| {step} | {s} |' for step, s in counts.get('stage_seconds', {}).items()]
+    lines += ['', *rounds_markdown(result['lifelong_rounds'])]
     if decision is not None:
         lines += ['', "## The eval worker's deploy decision (last round)", '']
         lines += [f'- {reason}' for reason in decision['decision']['reasons']]
@@ -255,13 +262,63 @@ def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: d
     return '\n'.join(lines) + '\n'
 
 
-def _decision(paths: DemoPaths, conditions: list[dict[str, Any]]) -> dict | None:
-    evaluated = (Stage.EVAL, ConditionType.COMPLETED)
-    rounds = sum(1 for c in conditions if (c['stage'], c['type']) == evaluated)
-    if not rounds:
-        return None
-    storage = open_storage(paths.output_dir, paths.s3)
-    return json.loads(storage.read_bytes(f'eval/{rounds}/decision.json'))
+def lifelong_rounds(cfg: DemoConfig, counts: dict) -> dict[str, Any]:
+    """``rounds.measure`` of the packages deployed after each round, on fresh frames."""
+    measured = [
+        rounds.Round(
+            r['round'],
+            tuple(r['tasks']),
+            mp.load_package(r['package_dir']),
+            r['candidate_deployed'],
+            tuple(r['reasons']),
+            r['seconds'],
+        )
+        for r in counts['rounds']
+    ]
+    tasks = [t for r in measured for t in r.tasks]
+    frames = rounds.fresh_frames(tasks, cfg.matrix_frames_per_task, cfg.width, cfg.height)
+    return rounds.measure(measured, frames)
+
+
+def rounds_markdown(result: dict[str, Any]) -> list[str]:
+    tasks = result['tasks']
+    lines = [
+        '## Lifelong rounds (measured like Ianvs)',
+        '',
+        f'mIoU (%) of every task after every round on {result["frames_per_task"]} fresh '
+        f'simulator frames per task (world seed {result["world_seed"]}); row 0 is the same '
+        'network untrained. Round 1 learns the known tasks; the round under each task learned it.',
+        '',
+        '| model | '
+        + ' | '.join(f'{t} (round {result["learned_in_round"][t]})' for t in tasks)
+        + ' |',
+        '|---|' + '---|' * len(tasks),
+    ]
+    for number, row in enumerate(result['miou_matrix']):
+        name = 'untrained' if number == 0 else f'after round {number}'
+        lines.append(f'| {name} | ' + ' | '.join(f'{100 * v:.1f}' for v in row) + ' |')
+    bwt = '—' if result['bwt'] is None else f'{result["bwt"]:+.2f}'
+    fwt = '—' if result['fwt'] is None else f'{result["fwt"]:+.2f}'
+    lines += [
+        '',
+        f'BWT {bwt} points (GEM: last row minus the row that learned each task; target '
+        f'≥ {-FORGETTING_TARGET_POINTS:g}), FWT {fwt} points (Ianvs: the round before a task '
+        f"is learned minus the untrained row), Ianvs' own BWT {result['bwt_ianvs']:+.2f}.",
+        '',
+        '![the matrix as a heatmap](rounds.png)',
+        '',
+        '| round | learns | deploy decision | unseen AUROC of the tasks still unseen | seconds |',
+        '|---|---|---|---|---|',
+    ]
+    for r in result['per_round']:
+        aurocs = result['unseen_auroc_by_round'].get(str(r['round']), {})
+        auroc_text = ', '.join(f'{t} {v:.3f}' for t, v in aurocs.items()) or '—'
+        verdict = 'deployed' if r['candidate_deployed'] else 'refused'
+        lines.append(
+            f'| {r["round"]} | {", ".join(r["tasks"])} | {verdict} ({r["model_version"]}) | '
+            f'{auroc_text} | {r["seconds"]} |'
+        )
+    return lines
 
 
 def write_report(cfg: DemoConfig, paths: DemoPaths, counts: dict) -> dict[str, Any]:
@@ -269,24 +326,24 @@ def write_report(cfg: DemoConfig, paths: DemoPaths, counts: dict) -> dict[str, A
     out = paths.out / 'report'
     ground_truth = GroundTruthStore(paths.robot / 'ground_truth', max_frames=1 << 30)
     before, after = (
-        analyse_drive(d, ground_truth, cfg.schedule, cfg.rate_hz, UNSEEN_TASKS)
-        for d in paths.drives
+        analyse_drive(d, ground_truth, schedule, cfg.rate_hz, UNSEEN_TASKS)
+        for d, schedule in (
+            (paths.drives[0], cfg.schedules[0]),
+            (paths.drives[-1], cfg.schedules[-1]),
+        )
     )
     job = StateDir(paths.state).read_job() or {}
     conditions = job.get('status', {}).get('conditions', [])
     result = outcome(before, after, conditions)
-    cache = out / 'models'
-    models = {
-        'before': model_store.open_model(
-            join(paths.output_dir, 'train/1/index.json'), cache, paths.s3
-        ),
-        'after': model_store.open_model(join(paths.output_dir, DEPLOY_KEY), cache, paths.s3),
-    }
+    deployed = [mp.load_package(r['package_dir']) for r in counts['rounds']]
+    models = {'before': deployed[0], 'after': deployed[-1]}
     route_plot(before, after, out / 'route.png')
     miou_plot(before, after, out / 'miou.png')
     examples_plot(paths.drives[0], before, ground_truth, models, out / 'examples.png')
+    result['lifelong_rounds'] = lifelong_rounds(cfg, counts)
+    rounds.heatmap(result['lifelong_rounds'], out / 'rounds.png')
     summary = {**result, **counts}
     (out / 'summary.json').write_text(json.dumps(summary, indent=1, sort_keys=True) + '\n')
-    decision = _decision(paths, conditions)
+    decision = read_decision(paths, counts['rounds'][-1]['round'])
     (out / 'report.md').write_text(markdown(result, counts, conditions, decision))
     return summary

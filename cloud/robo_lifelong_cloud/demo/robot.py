@@ -21,7 +21,6 @@ import yaml
 
 from robo_lifelong.errors import RoboLifelongError
 from robo_lifelong.io.dds import profile_environ
-from robo_lifelong.sim.route import parse_schedule
 from robo_lifelong.transfer.storage import S3Config
 
 log = logging.getLogger(__name__)
@@ -39,7 +38,7 @@ class RobotConfig:
     robot_dir: Path  # params, spool, installed models, ground truth, logs
     storage_url: str  # the dataset root the bridge uploads to (s3://... or a directory)
     model_url: str  # Sedna's <outputDir>/deploy/index.pkl
-    schedule: str  # the route, task:seconds
+    schedule: str  # the sim camera's route (task:seconds) unless a drive gives its own
     domain_id: int
     width: int = 424
     height: int = 240
@@ -63,10 +62,6 @@ class RobotConfig:
     @property
     def log_dir(self) -> Path:
         return self.robot_dir / 'logs'
-
-    @property
-    def route_seconds(self) -> float:
-        return sum(seconds for _, seconds in parse_schedule(self.schedule))
 
 
 def node_parameters(cfg: RobotConfig) -> dict[str, dict[str, Any]]:
