@@ -58,7 +58,7 @@ def test_a_dead_writer_thread_is_an_error_naming_it(tmp_path) -> None:
     spool = BuggySpool(tmp_path / 'spool', {'dog1-x-0'}, SystemExit('not an Exception'))
     writer = SampleWriter(spool, 'dog1')
     writer.submit(request(0))
-    writer._thread.join(10)
+    writer._worker._thread.join(10)
     assert not writer.health().alive
     assert health_summary([writer.health()]) == (
         Level.ERROR,

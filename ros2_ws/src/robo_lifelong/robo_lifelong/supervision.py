@@ -1,7 +1,8 @@
 """Long-running threads that never die of an exception, and the health they report (no ROS).
 
 Every worker thread of the nodes (the bridge's upload and model threads, perception's frame
-worker, the sample writer, the model watcher) runs its loop body as a ``SupervisedThread``: any
+worker, the sample and event writers (``QueueWorker``), the model watcher) runs its loop body as
+a ``SupervisedThread``: any
 Exception a step raises is counted in the thread's ``FailureLog``, logged, and the step runs again
 after a jittered, capped backoff. Only what is not an Exception (SystemExit, KeyboardInterrupt)
 ends a thread early, and ``health_summary`` turns a thread that is not alive into an ERROR naming
@@ -16,6 +17,7 @@ third of its requests fails many times a second); the next line says how many we
 from __future__ import annotations
 
 import logging
+import queue
 import random
 import threading
 import time
@@ -23,11 +25,14 @@ import traceback
 from collections.abc import Callable, Iterable
 from dataclasses import dataclass
 from enum import IntEnum
-from typing import Protocol
+from typing import Generic, Protocol, TypeVar
 
 from robo_lifelong.errors import RoboLifelongError
 
 log = logging.getLogger(__name__)
+
+Item = TypeVar('Item')
+Outcome = TypeVar('Outcome')
 
 
 class Level(IntEnum):
@@ -199,6 +204,92 @@ class SupervisedThread:
 
     def _run(self) -> None:
         supervise(self._step, self._stop, self.failures, self._initial_s, self._max_s)
+
+
+class QueueWorker(Generic[Item, Outcome]):
+    """``write(item)`` for each submitted item in a supervised thread, off the caller's path;
+    each item's outcome comes back through ``drain`` (the caller's thread), none is dropped in
+    silence. ``threaded=False`` writes in ``submit`` (offline replay, tests).
+
+    ``refuse(item, reason, busy)`` makes the outcome of an item that was not written: the queue
+    was full (``busy``), or ``write`` raised something unexpected; that failure is also counted in
+    ``health()`` and logged by the supervisor, and the thread goes on with the next item.
+    """
+
+    def __init__(
+        self,
+        name: str,
+        noun: str,  # what an item is, plural ('samples'): the busy reason names it
+        write: Callable[[Item], Outcome],
+        refuse: Callable[[Item, str, bool], Outcome],
+        logger: logging.Logger,
+        *,
+        threaded: bool = True,
+        max_queue: int = 4,
+    ) -> None:
+        self.name = name
+        self._noun = noun
+        self._write = write
+        self._refuse = refuse
+        self._done: queue.SimpleQueue[Outcome] = queue.SimpleQueue()
+        self._todo: queue.Queue[Item | None] | None = None
+        self._thread: SupervisedThread | None = None
+        self._stop = threading.Event()
+        if threaded:
+            self._todo = queue.Queue(maxsize=max_queue)
+            self._thread = SupervisedThread(
+                name,
+                self._step,
+                self._stop,
+                failures=FailureLog(name, logger),
+                backoff_initial_s=0.05,  # the next item may well be fine: retry soon
+                backoff_max_s=1.0,
+            ).start()
+
+    def health(self) -> Health | None:
+        """The thread's health; None when not threaded."""
+        return None if self._thread is None else self._thread.health()
+
+    def submit(self, item: Item) -> None:
+        if self._todo is None:
+            self._done.put(self._write(item))
+            return
+        try:
+            self._todo.put_nowait(item)
+        except queue.Full:
+            busy = f'{self.name.replace("-", " ")} busy ({self._todo.maxsize} {self._noun} queued)'
+            self._done.put(self._refuse(item, busy, True))
+
+    def drain(self) -> list[Outcome]:
+        out = []
+        while True:
+            try:
+                out.append(self._done.get_nowait())
+            except queue.Empty:
+                return out
+
+    def close(self, timeout: float) -> None:
+        """Finish the queued items and stop the thread."""
+        if self._todo is not None and self._thread is not None:
+            try:
+                self._todo.put(None, timeout=timeout)
+            except queue.Full:  # the thread is not taking items: stop it where it is
+                self._stop.set()
+            self._thread.join(timeout)
+
+    def _step(self) -> None:
+        item = self._todo.get()
+        if item is None:
+            self._stop.set()
+            return
+        try:
+            outcome = self._write(item)
+        except Exception as e:
+            # a bug or an error nobody mapped: the item is refused with the reason, and the
+            # supervisor counts the failure and logs its traceback
+            self._done.put(self._refuse(item, describe(e), False))
+            raise
+        self._done.put(outcome)
 
 
 def supervise(

@@ -31,10 +31,8 @@ the last frame gives.
 from __future__ import annotations
 
 import logging
-import queue
 import shutil
 import tempfile
-import threading
 import time
 from collections import deque
 from dataclasses import dataclass, field
@@ -60,7 +58,7 @@ from robo_lifelong.io.bags import (
 from robo_lifelong.parameters import param
 from robo_lifelong.perception.alarm_policy import AlarmLevel, AlarmStatus
 from robo_lifelong.perception.pipeline import ALARM_NAME, FrameResult
-from robo_lifelong.supervision import FailureLog, Health, SupervisedThread, describe
+from robo_lifelong.supervision import Health, QueueWorker
 from robo_lifelong.transfer.spool import EVENT_KIND, KIND_KEY, Spool, make_sample_id
 
 log = logging.getLogger(__name__)
@@ -221,22 +219,18 @@ class EventRecorder:
         self._last_alarm: AlarmStatus | None = None
         self._clock_offset_ns = 0  # stamp - t of the last frame
         self._window: _Window | None = None
-        self._done: queue.SimpleQueue[EventOutcome] = queue.SimpleQueue()
-        self._todo: queue.Queue[_Window | None] | None = None
-        self._thread: SupervisedThread | None = None
-        self._stop = threading.Event()
         # spool entry id -> whether it is an event (None: not read yet); writer thread only
         self._is_event: dict[str, bool | None] = {}
-        if threaded and config.record:
-            self._todo = queue.Queue(maxsize=config.max_queue)
-            self._thread = SupervisedThread(
-                'event-writer',
-                self._step,
-                self._stop,
-                failures=FailureLog('event-writer', log),
-                backoff_initial_s=0.05,
-                backoff_max_s=1.0,
-            ).start()
+        self._worker = QueueWorker(
+            'event-writer',
+            'events',
+            self._write,
+            # a busy writer is not the events' bound: ``full`` stays False
+            lambda w, reason, _busy: EventOutcome(w.event_id, None, reason, len(w.frames)),
+            log,
+            threaded=threaded and config.record,
+            max_queue=config.max_queue,
+        )
 
     # -- feeding (the caller's thread) ----------------------------------------------------
 
@@ -329,56 +323,25 @@ class EventRecorder:
         window, self._window = self._window, None
         if window is None:
             return
-        if self._todo is None:
-            self._done.put(self._write(window))
-            return
-        try:
-            self._todo.put_nowait(window)
-        except queue.Full:
-            reason = f'event writer busy ({self._todo.maxsize} events queued)'
-            self._done.put(EventOutcome(window.event_id, None, reason, len(window.frames)))
+        self._worker.submit(window)
 
     # -- results ---------------------------------------------------------------------------
 
     def drain(self) -> list[EventOutcome]:
-        out = []
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
-                return out
+        return self._worker.drain()
 
     def health(self) -> Health | None:
         """The writer thread's health; None when not threaded."""
-        return None if self._thread is None else self._thread.health()
+        return self._worker.health()
 
     def close(self, timeout: float = 30.0) -> None:
         """Write an open window as far as it got, finish the queued events, stop the thread."""
         if not self.config.record:
             return
         self._finish()
-        if self._todo is not None and self._thread is not None:
-            try:
-                self._todo.put(None, timeout=timeout)
-            except queue.Full:  # the thread is not taking events: stop it where it is
-                self._stop.set()
-            self._thread.join(timeout)
+        self._worker.close(timeout)
 
     # -- writing (the writer thread) -------------------------------------------------------
-
-    def _step(self) -> None:
-        window = self._todo.get()
-        if window is None:
-            self._stop.set()
-            return
-        try:
-            outcome = self._write(window)
-        except Exception as e:
-            # a bug or an error nobody mapped: refused with the reason; the supervisor counts
-            # the failure and logs its traceback
-            self._done.put(EventOutcome(window.event_id, None, describe(e), len(window.frames)))
-            raise
-        self._done.put(outcome)
 
     def _write(self, w: _Window) -> EventOutcome:
         started = time.perf_counter()

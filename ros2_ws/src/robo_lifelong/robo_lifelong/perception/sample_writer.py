@@ -8,8 +8,6 @@ through ``drain``, which the pipeline calls on its own thread to attach spooled 
 from __future__ import annotations
 
 import logging
-import queue
-import threading
 from dataclasses import dataclass
 
 import numpy as np
@@ -17,7 +15,7 @@ import numpy as np
 from robo_lifelong.errors import ImageConversionError, SpoolError, SpoolFullError
 from robo_lifelong.models.unseen import UnseenResult
 from robo_lifelong.perception.collection import make_sample
-from robo_lifelong.supervision import FailureLog, Health, SupervisedThread, describe
+from robo_lifelong.supervision import Health, QueueWorker
 from robo_lifelong.transfer.spool import Spool
 
 log = logging.getLogger(__name__)
@@ -79,65 +77,29 @@ class SampleWriter:
         self.spool = spool
         self.robot_id = robot_id
         self.png_compression = png_compression
-        self._done: queue.SimpleQueue[SampleOutcome] = queue.SimpleQueue()
-        self._todo: queue.Queue[SampleRequest | None] | None = None
-        self._thread: SupervisedThread | None = None
-        self._stop = threading.Event()
-        if threaded:
-            self._todo = queue.Queue(maxsize=max_queue)
-            self._thread = SupervisedThread(
-                'sample-writer',
-                self._step,
-                self._stop,
-                failures=FailureLog('sample-writer', log),
-                backoff_initial_s=0.05,  # the next sample may well be fine: retry soon
-                backoff_max_s=1.0,
-            ).start()
+        self._worker = QueueWorker(
+            'sample-writer',
+            'samples',
+            self._write,
+            lambda request, reason, busy: SampleOutcome(request, None, reason, full=busy),
+            log,
+            threaded=threaded,
+            max_queue=max_queue,
+        )
 
     def health(self) -> Health | None:
         """The writer thread's health; None when not threaded."""
-        return None if self._thread is None else self._thread.health()
+        return self._worker.health()
 
     def submit(self, request: SampleRequest) -> None:
-        if self._todo is None:
-            self._done.put(self._write(request))
-            return
-        try:
-            self._todo.put_nowait(request)
-        except queue.Full:
-            reason = f'sample writer busy ({self._todo.maxsize} samples queued)'
-            self._done.put(SampleOutcome(request, None, reason, full=True))
+        self._worker.submit(request)
 
     def drain(self) -> list[SampleOutcome]:
-        out = []
-        while True:
-            try:
-                out.append(self._done.get_nowait())
-            except queue.Empty:
-                return out
+        return self._worker.drain()
 
     def close(self, timeout: float = 10.0) -> None:
         """Finish the queued samples and stop the thread."""
-        if self._todo is not None and self._thread is not None:
-            try:
-                self._todo.put(None, timeout=timeout)
-            except queue.Full:  # the thread is not taking samples: stop it where it is
-                self._stop.set()
-            self._thread.join(timeout)
-
-    def _step(self) -> None:
-        request = self._todo.get()
-        if request is None:
-            self._stop.set()
-            return
-        try:
-            outcome = self._write(request)
-        except Exception as e:
-            # a bug or an error nobody mapped: the sample is refused with the reason, and the
-            # supervisor counts the failure and logs its traceback
-            self._done.put(SampleOutcome(request, None, describe(e)))
-            raise
-        self._done.put(outcome)
+        self._worker.close(timeout)
 
     def _write(self, r: SampleRequest) -> SampleOutcome:
         try:
