@@ -105,7 +105,10 @@ class PerceptionConfig:
     )
     publish_overlay: bool = field(
         default=True,
-        metadata=param('Publish segmentation/overlay (costs a blend per frame).', dynamic=True),
+        metadata=param(
+            'Publish segmentation/overlay while it has subscribers (a blend per frame).',
+            dynamic=True,
+        ),
     )
     overlay_alpha: float = field(
         default=0.5,
@@ -325,7 +328,9 @@ class PerceptionNode(Node):
     def _publish(self, header: Header, out: FrameOutputs) -> None:
         r: FrameResult = out.result
         self._labels_pub.publish(numpy_to_image(r.labels, 'mono8', header))
-        if self.config.publish_overlay:
+        # the blend and a full-size colour image on the wire cost more than the labels: only
+        # while someone (rviz) subscribes
+        if self.config.publish_overlay and self._overlay_pub.get_subscription_count():
             overlay = self._overlay(r.rgb, r.labels)
             self._overlay_pub.publish(numpy_to_image(overlay, 'rgb8', header))
         if r.unseen is not None:
