@@ -41,12 +41,31 @@ def test_one_round_has_no_transfer_to_measure() -> None:
     assert rounds.fwt(MATRIX[:2], [1, 1, 1]) is None
 
 
+def test_a_refused_candidate_learns_nothing_the_next_deployed_one_learns_its_tasks() -> None:
+    def round_(number, tasks, deployed):
+        return rounds.Round(number, tasks, None, deployed, (), 0.0)  # the package is not read
+
+    measured = [
+        round_(1, ('sunny', 'overcast'), True),
+        round_(2, ('night',), False),
+        round_(3, ('snow',), True),
+        round_(4, ('construction',), False),
+    ]
+    assert rounds.learned_rounds(measured) == [1, 1, 3, 3, None]
+    # night counts from round 3 (its model trained on night's samples too); construction is out
+    before, after = [0.5, 0.5, 0.1, 0.1, 0.1], [0.4, 0.5, 0.6, 0.7, 0.2]
+    matrix = np.array([[0.0] * 5, before, before, after, after])  # rows: untrained, rounds 1-4
+    learned = rounds.learned_rounds(measured)
+    assert rounds.fwt(matrix, learned) == pytest.approx(0.1)  # row 2 for night and for snow
+    assert rounds.bwt(matrix, learned) == pytest.approx((-0.1 + 0.0 + 0.0 + 0.0) / 4)
+
+
 def test_measure_scores_every_round_on_every_task(tmp_path_factory) -> None:
     package = cached_package(tmp_path_factory.getbasetemp() / 'perception-model')
-    # the same model deployed twice: the second round learned nothing, so it forgot nothing
+    # the same model deployed twice: the second round changed nothing, so it forgot nothing
     measured = [
         rounds.Round(1, KNOWN_TASKS, package, True, ('initial model',), 10.0),
-        rounds.Round(2, ('snow',), package, False, ('no gain on snow',), 20.0),
+        rounds.Round(2, ('snow',), package, True, ('snow better',), 20.0),
     ]
     frames = rounds.fresh_frames([*KNOWN_TASKS, 'snow'], 2, WIDTH, HEIGHT)
     result = rounds.measure(measured, frames)
@@ -65,8 +84,8 @@ def test_measure_scores_every_round_on_every_task(tmp_path_factory) -> None:
     # frames a task: a coarse AUROC); after round 2 it counts as learned: no task left to score
     assert result['unseen_auroc_by_round']['1']['snow'] > 0.5
     assert result['unseen_auroc_by_round']['2'] == {}
-    assert [r['candidate_deployed'] for r in result['per_round']] == [True, False]
-    assert result['per_round'][1]['reasons'] == ['no gain on snow']
+    assert [r['candidate_deployed'] for r in result['per_round']] == [True, True]
+    assert result['per_round'][1]['reasons'] == ['snow better']
 
     path = rounds.heatmap(result, tmp_path_factory.mktemp('rounds') / 'rounds.png')
     assert path.stat().st_size > 1000

@@ -287,10 +287,11 @@ def rounds_markdown(result: dict[str, Any]) -> list[str]:
         '',
         f'mIoU (%) of every task after every round on {result["frames_per_task"]} fresh '
         f'simulator frames per task (world seed {result["world_seed"]}); row 0 is the same '
-        'network untrained. Round 1 learns the known tasks; the round under each task learned it.',
+        'network untrained. Round 1 learns the known tasks; under each task the round whose '
+        'deployed model learned it (a refused candidate learns nothing).',
         '',
         '| model | '
-        + ' | '.join(f'{t} (round {result["learned_in_round"][t]})' for t in tasks)
+        + ' | '.join(f'{t} ({rounds.learned_text(result["learned_in_round"][t])})' for t in tasks)
         + ' |',
         '|---|' + '---|' * len(tasks),
     ]

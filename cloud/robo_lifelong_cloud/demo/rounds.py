@@ -82,18 +82,26 @@ def _unseen_scores(package: mp.ModelPackage, frames: Sequence[Frame]) -> dict[st
     return scores
 
 
-def fwt(matrix: np.ndarray, learned_in: Sequence[int]) -> float | None:
+def learned_rounds(rounds: Sequence[Round]) -> list[int | None]:
+    """Per task (in ``rounds``' order) the round whose deployed model learned it: its own round,
+    or, when the eval worker refused that candidate, the next round whose candidate was deployed
+    (it trained on the earlier samples too); None when none was."""
+    deployed = [r.number for r in rounds if r.deployed_candidate]
+    return [next((d for d in deployed if d >= r.number), None) for r in rounds for _ in r.tasks]
+
+
+def fwt(matrix: np.ndarray, learned_in: Sequence[int | None]) -> float | None:
     """Ianvs' FWT; ``matrix[r][j]``: task j after round r (row 0 untrained); ``learned_in[j]``:
-    the round that learned task j."""
-    cells = [matrix[r - 1][j] - matrix[0][j] for j, r in enumerate(learned_in) if r > 1]
+    the round that learned task j (None: never learned, left out)."""
+    cells = [matrix[r - 1][j] - matrix[0][j] for j, r in enumerate(learned_in) if r and r > 1]
     return float(np.mean(cells)) if cells else None
 
 
-def bwt(matrix: np.ndarray, learned_in: Sequence[int]) -> float | None:
+def bwt(matrix: np.ndarray, learned_in: Sequence[int | None]) -> float | None:
     """GEM's BWT on the same matrix: the last row minus the row that learned each task, over the
     tasks learned before the last round."""
     last = len(matrix) - 1
-    cells = [matrix[last][j] - matrix[r][j] for j, r in enumerate(learned_in) if r < last]
+    cells = [matrix[last][j] - matrix[r][j] for j, r in enumerate(learned_in) if r and r < last]
     return float(np.mean(cells)) if cells else None
 
 
@@ -106,12 +114,12 @@ def bwt_ianvs(matrix: np.ndarray) -> float:
 def measure(rounds: Sequence[Round], frames: Sequence[Frame]) -> dict:
     """The matrix and its measures for ``rounds`` (in order) on ``frames``."""
     tasks = [t for r in rounds for t in r.tasks]
-    learned_in = [r.number for r in rounds for _ in r.tasks]
+    learned_in = learned_rounds(rounds)
     rows = [_miou_row(untrained_report(rounds[-1].package, frames), tasks)]
     unseen_auroc: dict[str, dict[str, float]] = {}
     for r in rounds:
         rows.append(_miou_row(base_model.measure(r.package, frames), tasks))
-        known = {t for earlier in rounds if earlier.number <= r.number for t in earlier.tasks}
+        known = {t for t, n in zip(tasks, learned_in, strict=True) if n and n <= r.number}
         scores = _unseen_scores(r.package, frames)
         known_scores = [s for t in known for s in scores.get(t, [])]
         unseen_auroc[str(r.number)] = {
@@ -124,7 +132,7 @@ def measure(rounds: Sequence[Round], frames: Sequence[Frame]) -> dict:
     forgetting = {  # points each task lost since the round that learned it, on fresh frames
         t: round(100 * float(matrix[r][j] - matrix[last][j]), 2)
         for j, (t, r) in enumerate(zip(tasks, learned_in, strict=True))
-        if r < last
+        if r and r < last
     }
     points = {
         'bwt': bwt(matrix, learned_in),
@@ -156,6 +164,10 @@ def measure(rounds: Sequence[Round], frames: Sequence[Frame]) -> dict:
     }
 
 
+def learned_text(number: int | None) -> str:
+    return 'not learned' if number is None else f'round {number}'
+
+
 def heatmap(result: dict, path: Path) -> Path:
     """The matrix as a heatmap: rows the rounds (0 untrained), columns the tasks."""
     matrix = np.array(result['miou_matrix'])
@@ -166,7 +178,9 @@ def heatmap(result: dict, path: Path) -> Path:
         colour = 'black' if value > 0.55 else 'white'
         ax.text(c, r, f'{100 * value:.1f}', ha='center', va='center', color=colour, fontsize=9)
     learned = result['learned_in_round']
-    ax.set_xticks(range(len(tasks)), [f'{t}\n(round {learned[t]})' for t in tasks], fontsize=8)
+    ax.set_xticks(
+        range(len(tasks)), [f'{t}\n({learned_text(learned[t])})' for t in tasks], fontsize=8
+    )
     ax.set_yticks(
         range(len(matrix)), ['untrained'] + [f'after round {r}' for r in range(1, len(matrix))]
     )
