@@ -149,8 +149,9 @@ def test_sim_bag_has_the_camera_topics_with_shared_stamps(bags: dict[str, Path])
 def test_the_fixture_model_scores_the_routes_snow_unseen_and_its_sunny_known(
     package: mp.ModelPackage,
 ) -> None:
-    """The premise of the alarm sequence below, with margins (measured: sunny <= 0.29, snow
-    1.26-4.1, median 2.4): a failure here is the fixture model's, not the replay's."""
+    """The premise of the alarm sequence below, with margins (measured over builds: sunny <=
+    0.29, snow 0.98-4.1, median 1.9-2.4; one build scored one snow frame in 30 at 0.98, and the
+    alarm sequence held): a failure here is the fixture model's, not the replay's."""
     runtime = SegmentationRuntime(package)
     route = Route(parse_schedule(SCHEDULE), 0, CAMERA)
     scores: dict[str, list[float]] = {'sunny': [], 'snow': []}
@@ -160,7 +161,8 @@ def test_the_fixture_model_scores_the_routes_snow_unseen_and_its_sunny_known(
     threshold = package.unseen_calibration().threshold
     sunny, snow = np.array(scores['sunny']), np.array(scores['snow'])
     assert sunny.max() < 0.8 * threshold, f'fixture model: sunny route frames score {sunny}'
-    assert snow.min() > threshold and np.median(snow) > 1.5 * threshold, (
+    # the alarm needs most of the stretch over the threshold, not every frame
+    assert np.mean(snow > threshold) >= 0.9 and np.median(snow) > 1.5 * threshold, (
         f'fixture model: snow route frames score {snow}'
     )
 

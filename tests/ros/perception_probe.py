@@ -20,7 +20,9 @@ Conditions (``--until``): a record key (``labels``, ``version``, ...: at least o
 this order, STALE left out); ``labels-after-injection=N`` (N labels of frames stamped after the
 last action, or after the probe started); ``labels-after-version=N`` (after the last version
 message arrived); ``alarm-samples`` (a sample an alarm listed was announced on unseen/sample);
-``diag=TEXT`` (a perception node status whose message or model_error contains TEXT).
+``diag=TEXT`` (a perception node status whose message or model_error contains TEXT);
+``alarm=TEXT`` (an alarm whose message contains TEXT: the node's first alarms may still be those
+of its model loading, published before the condition under test).
 """
 
 from __future__ import annotations
@@ -276,6 +278,8 @@ class Probe(Node):
             announced = {e['id'] for e in r['sample']}
             listed = {i for a in r['alarm'] for i in a.get('sample_ids', '').split(',') if i}
             return bool(announced & listed)
+        if name == 'alarm' and value:
+            return any(value in a['message'] for a in r['alarm'])
         if name == 'diag':
             return any(
                 d['name'] == NODE_STATUS_NAME
