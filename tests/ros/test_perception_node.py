@@ -376,7 +376,7 @@ def test_node_without_a_model_is_stale_says_why_and_recovers(env, package, tmp_p
         node.wait_for_output('rejected', timeout=60)
         ns = ('--namespace', '/nomodel')
         # the node's first alarm and status may still be those of its first look (loading)
-        until = ('--until', 'alarm=rejected', '--until', 'diag=rejected')
+        until = ('--until', 'alarm=rejected', '--until', 'diag=no model loaded: rejected')
         record = probe(env, 0, *ns, *until)
         # the reason: the directory model_path names is missing; and how to get a model
         reason = f'model package {tmp_path / "missing"}: the directory does not exist'
