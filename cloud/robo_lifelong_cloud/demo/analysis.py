@@ -21,7 +21,7 @@ import numpy as np
 from robo_lifelong.errors import DatasetError
 from robo_lifelong.labels import NUM_CLASSES
 from robo_lifelong.sim.ground_truth import GroundTruthStore
-from robo_lifelong.sim.route import parse_schedule
+from robo_lifelong.sim.route import parse_schedule, schedule_seconds
 from robo_lifelong_cloud.demo import timeline
 from robo_lifelong_cloud.metrics import confusion, iou_report
 
@@ -101,7 +101,7 @@ def analyse_drive(
         raise DatasetError(f'{directory}: no timeline recorded')
     first_t, last_t = records[0]['t'], records[-1]['t']
     stamps = [s for s in ground_truth.stamps() if first_t * 1e9 <= s <= last_t * 1e9]
-    duration = sum(seconds for _, seconds in parse_schedule(schedule))
+    duration = schedule_seconds(parse_schedule(schedule))
     stamps = stamps[: round(duration * rate_hz)]
     if not stamps:
         raise DatasetError(f'{directory}: no camera frame has ground truth in this drive')

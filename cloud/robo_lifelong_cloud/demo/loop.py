@@ -36,7 +36,7 @@ from robo_lifelong.errors import RoboLifelongError
 from robo_lifelong.offline.annotation import annotate_pending, ground_truth_source
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import write_dataset
-from robo_lifelong.sim.route import parse_schedule
+from robo_lifelong.sim.route import parse_schedule, schedule_seconds
 from robo_lifelong.sim.tasks import KNOWN_TASKS
 from robo_lifelong.transfer import model_store
 from robo_lifelong.transfer.storage import S3Config, join, open_storage
@@ -341,7 +341,7 @@ def drive(
     )
     progress.say(f'robot: perception runs model {version}; driving {schedule}')
     frames_before = _ground_truth_frames(robot)
-    route_frames = round(sum(s for _, s in parse_schedule(schedule)) * robot.cfg.rate_hz)
+    route_frames = round(schedule_seconds(parse_schedule(schedule)) * robot.cfg.rate_hz)
     robot.start('sim_camera', ['-p', f'schedule:={schedule}'])
     task = level = None
     # the camera writes each frame's ground truth before publishing it: stop after one route

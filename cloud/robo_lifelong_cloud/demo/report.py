@@ -262,18 +262,20 @@ def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: d
     return '\n'.join(lines) + '\n'
 
 
-def lifelong_rounds(cfg: DemoConfig, counts: dict) -> dict[str, Any]:
-    """``rounds.measure`` of the packages deployed after each round, on fresh frames."""
+def lifelong_rounds(
+    cfg: DemoConfig, counts: dict, deployed: list[mp.ModelPackage]
+) -> dict[str, Any]:
+    """``rounds.measure`` of the packages ``deployed`` after each round, on fresh frames."""
     measured = [
         rounds.Round(
             r['round'],
             tuple(r['tasks']),
-            mp.load_package(r['package_dir']),
+            package,
             r['candidate_deployed'],
             tuple(r['reasons']),
             r['seconds'],
         )
-        for r in counts['rounds']
+        for r, package in zip(counts['rounds'], deployed, strict=True)
     ]
     tasks = [t for r in measured for t in r.tasks]
     frames = rounds.fresh_frames(tasks, cfg.matrix_frames_per_task, cfg.width, cfg.height)
@@ -341,7 +343,7 @@ def write_report(cfg: DemoConfig, paths: DemoPaths, counts: dict) -> dict[str, A
     route_plot(before, after, out / 'route.png')
     miou_plot(before, after, out / 'miou.png')
     examples_plot(paths.drives[0], before, ground_truth, models, out / 'examples.png')
-    result['lifelong_rounds'] = lifelong_rounds(cfg, counts)
+    result['lifelong_rounds'] = lifelong_rounds(cfg, counts, deployed)
     rounds.heatmap(result['lifelong_rounds'], out / 'rounds.png')
     summary = {**result, **counts}
     (out / 'summary.json').write_text(json.dumps(summary, indent=1, sort_keys=True) + '\n')
