@@ -124,14 +124,19 @@ def source_commit() -> str:
     return head + ('+dirty' if dirty else '')
 
 
-def build(config: BaseModelConfig, out: Path) -> mp.ModelPackage:
-    start = time.monotonic()
-    camera = CameraModel(config.width, config.height)
-    world = CampusWorld(config.seed, camera)
+def recipe_frames(config: BaseModelConfig) -> tuple[list[Frame], list[Frame]]:
+    """The recipe's (training, calibration) frames: the known tasks, from the seeded world."""
+    world = CampusWorld(config.seed, CameraModel(config.width, config.height))
     train_frames, calibration = [], []
     for task in config.tasks:
         train_frames += render(world, task, 0, config.train_per_task)
         calibration += render(world, task, CALIBRATION_START, config.calibration_per_task)
+    return train_frames, calibration
+
+
+def build(config: BaseModelConfig, out: Path) -> mp.ModelPackage:
+    start = time.monotonic()
+    train_frames, calibration = recipe_frames(config)
     log.info('rendered %d training and %d calibration frames', len(train_frames), len(calibration))
     model = build_model(
         SegNetConfig(len(KNOWN_CLASS_IDS), config.channels, config.width_mult), seed=config.seed
@@ -210,6 +215,17 @@ def model_card(package: mp.ModelPackage) -> str:
             f'{m["training"]["iterations"]} iterations (batch {config.train.batch_size}) in '
             f'{m["training"]["seconds"]:.0f} s on the machine that built it. The whole config is '
             'in `manifest.json` under `training.recipe`.',
+            '',
+            'Outlier exposure: '
+            + (
+                f'in {config.train.outlier_share:.0%} of the training frames made-up things '
+                '(random shapes, colours and textures, never a barrier, cone or snow) are pasted '
+                'in and the net is trained to be unsure on them (loss weight '
+                f'{config.train.outlier_weight}), so its pixel evidence of unseen things rises '
+                'on objects no task taught (`robo_lifelong_cloud/outliers.py`).'
+                if config.train.outlier_weight > 0 and config.train.augment
+                else 'off.'
+            ),
             '',
             '## Data',
             f'Simulator frames only (`robo_lifelong.sim`): {config.train_per_task} training '

@@ -2,7 +2,8 @@
 
 The train worker fits it on held-out known-task frames and ships it in the model package; the
 robot only reads and scores with it. The method (image-level Mahalanobis distance, pixel-level
-standardized max logits, out-of-fold thresholds) is described in ``robo_lifelong.models.unseen``;
+standardized max logits over half the image and over its most anomalous few %, out-of-fold
+thresholds) is described in ``robo_lifelong.models.unseen``;
 this module computes its statistics.
 """
 
@@ -146,6 +147,7 @@ def fit_calibration(
     rank: int = 32,
     shrinkage: float = 0.1,
     top_fraction: float = 0.5,
+    object_fraction: float = 0.02,
     num_folds: int = 5,
 ) -> UnseenCalibration:
     """Fit the unseen-task recogniser on HELD-OUT known-task frames (not the training frames,
@@ -173,17 +175,27 @@ def fit_calibration(
 
     d2_oof = np.empty(len(tasks))
     pix_oof = np.empty(len(tasks))
+    obj_oof = np.empty(len(tasks))
     for f in range(num_folds):
         held, rest = fold == f, fold != f
         model = _fit_embedding(embeddings[rest], task_idx[rest], len(known), rank, shrinkage)
         d2_oof[held] = model.sq_distances(embeddings[held]).min(axis=1)
         mean, std = _moments_to_stats(moments[rest].sum(axis=0))
         for i in np.flatnonzero(held):
-            pix_oof[i] = top_mean(standardized_anomaly(*maps[i], mean, std), top_fraction)
+            anomaly = standardized_anomaly(*maps[i], mean, std)
+            pix_oof[i] = top_mean(anomaly, top_fraction)
+            obj_oof[i] = top_mean(anomaly, object_fraction)
 
     image_loc, image_scale = _normaliser(d2_oof, target_fpr)
     pixel_loc, pixel_scale = _normaliser(pix_oof, target_fpr)
-    fused = np.maximum((d2_oof - image_loc) / image_scale, (pix_oof - pixel_loc) / pixel_scale)
+    object_loc, object_scale = _normaliser(obj_oof, target_fpr)
+    fused = np.maximum.reduce(
+        [
+            (d2_oof - image_loc) / image_scale,
+            (pix_oof - pixel_loc) / pixel_scale,
+            (obj_oof - object_loc) / object_scale,
+        ]
+    )
     fused_scale = _quantile(fused, 1.0 - target_fpr)  # >= 1: each part is 1 at that quantile
 
     model = _fit_embedding(embeddings, task_idx, len(known), rank, shrinkage)
@@ -216,5 +228,8 @@ def fit_calibration(
         image_scale=image_scale,
         pixel_loc=pixel_loc,
         pixel_scale=pixel_scale,
+        object_fraction=float(object_fraction),
+        object_loc=object_loc,
+        object_scale=object_scale,
         fused_scale=fused_scale,
     )

@@ -25,6 +25,7 @@ from robo_lifelong.io.dataset import TASKS_SIDECAR, Sample, load_sample, read_in
 from robo_lifelong.labels import IGNORE_ID
 from robo_lifelong.models.runtime import preprocess
 from robo_lifelong.transfer.storage import S3Config, open_storage, parent_of, split_url
+from robo_lifelong_cloud.outliers import OutlierConfig, paste_outliers
 
 log = logging.getLogger(__name__)
 
@@ -169,7 +170,9 @@ def _scale_crop(
 
 class SegmentationDataset(Dataset):
     """Items: (input (C, h, w) float32 tensor, labels (h, w) int64 tensor); inputs are
-    normalised by the robot runtime's own ``preprocess``, so training and robot agree."""
+    normalised by the robot runtime's own ``preprocess``, so training and robot agree. With
+    ``augment`` and ``outliers``, made-up things are pasted into some frames (``outliers.py``);
+    their pixels carry ``OUTLIER_ID``."""
 
     def __init__(
         self,
@@ -178,11 +181,13 @@ class SegmentationDataset(Dataset):
         num_classes: int,
         augment: bool = False,
         seed: int = 0,
+        outliers: OutlierConfig | None = None,
     ) -> None:
         self.frames = list(frames)
         self.channels = channels
         self.num_classes = num_classes
         self.augment = augment
+        self.outliers = outliers
         self.rng = np.random.default_rng(seed)
 
     def __len__(self) -> int:
@@ -201,6 +206,8 @@ class SegmentationDataset(Dataset):
             rgb = _color_jitter(rgb, rng)
         target = labels.astype(np.int64)
         target[(target >= self.num_classes) & (target != IGNORE_ID)] = IGNORE_ID
+        if self.augment and self.outliers and self.rng.random() < self.outliers.probability:
+            rgb, depth, target = paste_outliers(rgb, depth, target, self.rng, self.outliers)
         h, w = rgb.shape[:2]
         spec = input_spec(h, w, self.channels)
         x = preprocess(np.ascontiguousarray(rgb), depth, spec)[0]

@@ -5,7 +5,9 @@ loss and mIoU under ``no_grad`` at epoch ends (about ``VALIDATIONS`` per run), l
 the way the robot does (logits upsampled bilinearly to the label size, then the argmax).
 ``history`` is a list of dicts for ``plots.training_curve``. Incremental updates rehearse
 old-task frames (``mix_rehearsal``) and distil the parent model's outputs on the old classes
-(``distillation_loss``) so the old tasks are not forgotten.
+(``distillation_loss``) so the old tasks are not forgotten. Every run pastes made-up things into
+some training frames and trains a flat class distribution on them (outlier exposure,
+``outliers.py``), so the robot's pixel evidence rises on things no task taught.
 """
 
 from __future__ import annotations
@@ -28,6 +30,7 @@ from robo_lifelong.labels import IGNORE_ID
 from robo_lifelong_cloud.data import Frame, SegmentationDataset
 from robo_lifelong_cloud.metrics import confusion, iou_report
 from robo_lifelong_cloud.model import SegNet
+from robo_lifelong_cloud.outliers import OUTLIER_ID, OutlierConfig, outlier_loss
 
 log = logging.getLogger(__name__)
 
@@ -60,6 +63,10 @@ class TrainConfig:
     # incremental updates keep the parent's batch-norm statistics: batches of night frames
     # would otherwise shift them away from the old tasks' images
     freeze_norm_in_updates: bool = True
+    # outlier exposure (with ``augment``): weight of its loss (0 turns it off) and the share of
+    # training frames that get made-up things pasted in
+    outlier_weight: float = 0.5
+    outlier_share: float = 0.5
 
 
 @dataclass
@@ -188,7 +195,10 @@ def train(
     torch.set_num_threads(cfg.threads)
     torch.manual_seed(cfg.seed)
     k = model.config.num_classes
-    data = SegmentationDataset(train_frames, model.config.in_channels, k, cfg.augment, cfg.seed)
+    outliers = OutlierConfig(probability=cfg.outlier_share) if cfg.outlier_weight > 0 else None
+    data = SegmentationDataset(
+        train_frames, model.config.in_channels, k, cfg.augment, cfg.seed, outliers
+    )
     generator = torch.Generator().manual_seed(cfg.seed)
     loader = DataLoader(
         data,
@@ -234,7 +244,9 @@ def train(
                 group['lr'] = lr
             x = x.contiguous(memory_format=torch.channels_last)
             logits, _ = model(x)
-            loss = segmentation_loss(logits, y, weight)
+            loss = segmentation_loss(logits, y.masked_fill(y == OUTLIER_ID, IGNORE_ID), weight)
+            if outliers is not None:
+                loss = loss + cfg.outlier_weight * outlier_loss(logits, y)
             if teacher is not None and cfg.distill > 0:
                 with torch.no_grad():
                     old_logits, _ = teacher(x)

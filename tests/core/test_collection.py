@@ -38,6 +38,7 @@ def result(score=2.0, unseen=True, anomaly=None):
         is_unseen=unseen,
         image_evidence=1.5,
         pixel_evidence=0.5,
+        object_evidence=0.75,
     )
 
 
@@ -129,6 +130,7 @@ def test_make_sample_files_decode_and_meta_is_complete(tmp_path):
         'task_guess': 'sunny',
         'image_evidence': 1.5,
         'pixel_evidence': 0.5,
+        'object_evidence': 0.75,
         'width': W,
         'height': H,
         'depth_unit': 'mm',

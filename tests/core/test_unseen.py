@@ -34,6 +34,9 @@ def hand_made(**changes) -> UnseenCalibration:
         image_scale=2.0,
         pixel_loc=0.0,
         pixel_scale=4.0,
+        object_fraction=0.01,  # of two pixels: the top one
+        object_loc=0.5,
+        object_scale=1.0,
         fused_scale=1.6,
     )
     return UnseenCalibration(**{**fields, **changes})
@@ -59,11 +62,13 @@ def test_score_frame_follows_the_definition():
     np.testing.assert_allclose(r.anomaly_map, [[0.0, 2.0]])
     assert r.anomaly_map.dtype == np.float32
     assert r.pixel_evidence == pytest.approx(2.0 / 4.0)  # the top half: the one pixel at 2
+    assert r.object_evidence == pytest.approx(2.0 - 0.5)  # the top pixel
     assert r.score == pytest.approx(2.0 / 1.6) and r.is_unseen
     near = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), LOGITS)
     assert near.task_guess == 'overcast'
-    # d2 = 0.25 / 4 + 0.25: image evidence 0.03, below the pixel evidence 0.5
-    assert near.score == pytest.approx(0.5 / 1.6) and not near.is_unseen
+    # d2 = 0.25 / 4 + 0.25: image evidence 0.03, below the pixel evidence 0.5 and the object
+    # evidence 1.5, which makes the score
+    assert near.score == pytest.approx(1.5 / 1.6) and not near.is_unseen
 
 
 def test_score_above_the_threshold_is_unseen_and_at_it_is_not():

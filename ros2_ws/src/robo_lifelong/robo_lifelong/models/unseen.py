@@ -7,14 +7,15 @@ Our method fuses two kinds of evidence into one calibrated score:
   covariance is stored low rank (top ``rank`` eigenvectors plus one isotropic residual variance,
   as in probabilistic PCA) so the calibration stays small for D = 64-256;
 * pixel level: standardized max logits (max logit minus its mean for the predicted class, over its
-  standard deviation); minus that is the anomaly map, and the mean of its top ``top_fraction``
-  pixels is the frame's pixel evidence. The default half of the image is deliberate: on the
-  simulated tasks a small top fraction (a few % of pixels) picked up the model's ordinary
-  uncertain spots on known frames more than small new objects, and lost the whole-image shift of
-  night and snow.
+  standard deviation); minus that is the anomaly map. Two evidences read it: the mean of its top
+  ``top_fraction`` pixels (half the image: the whole-image shift of night and snow) and the mean
+  of its top ``object_fraction`` (2 %: a new object covering a small part of the frame, as the
+  construction site's barriers and cones). Training with outlier exposure
+  (``robo_lifelong_cloud.outliers``) is what makes the second one work: before it, the model's
+  ordinary uncertain spots on known frames scored as high as new objects.
 
 Each evidence is put on a common scale (0 at its median over known frames, 1 at its own
-false-alarm quantile); the fused score is the larger of the two, divided by its own false-alarm
+false-alarm quantile); the fused score is the largest of the three, divided by its own false-alarm
 quantile, so the threshold is 1.0 and ``score > threshold`` means unseen. All statistics used to
 pick the thresholds are out-of-fold: the frames are split into contiguous blocks per task and each
 block is scored with statistics fitted on the others, so the false-alarm rate holds on new frames.
@@ -48,6 +49,7 @@ class UnseenResult:
     is_unseen: bool
     image_evidence: float = 0.0  # normalised image-level evidence (1.0 at its own threshold)
     pixel_evidence: float = 0.0  # normalised pixel-level evidence (1.0 at its own threshold)
+    object_evidence: float = 0.0  # the same over the most anomalous few % of the pixels
 
 
 # The JSON readers below are shared with the cloud's baseline format (sedna_baseline), so both
@@ -121,7 +123,10 @@ class UnseenCalibration:
     image_scale: float
     pixel_loc: float
     pixel_scale: float
-    fused_scale: float  # score = max(image, pixel evidence) / fused_scale
+    object_fraction: float  # object evidence = mean of this (small) top fraction of the map
+    object_loc: float
+    object_scale: float
+    fused_scale: float  # score = max(image, pixel, object evidence) / fused_scale
 
     def __post_init__(self) -> None:
         t, d = self.task_means.shape
@@ -146,6 +151,8 @@ class UnseenCalibration:
             'pixel_scale': self.pixel_scale,
             'fused_scale': self.fused_scale,
             'top_fraction': self.top_fraction,
+            'object_fraction': self.object_fraction,
+            'object_scale': self.object_scale,
         }
         for key, value in positive.items():
             if not value > 0.0:
@@ -292,7 +299,8 @@ def score_frame(
     )
     image = (float(d2[guess]) - cal.image_loc) / cal.image_scale
     pixel = (top_mean(anomaly, cal.top_fraction) - cal.pixel_loc) / cal.pixel_scale
-    score = max(image, pixel) / cal.fused_scale
+    obj = (top_mean(anomaly, cal.object_fraction) - cal.object_loc) / cal.object_scale
+    score = max(image, pixel, obj) / cal.fused_scale
     return UnseenResult(
         score=score,
         task_guess=cal.known_tasks[guess],
@@ -300,4 +308,5 @@ def score_frame(
         is_unseen=bool(score > cal.threshold),
         image_evidence=image,
         pixel_evidence=pixel,
+        object_evidence=obj,
     )

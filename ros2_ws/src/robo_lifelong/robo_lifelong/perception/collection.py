@@ -207,6 +207,7 @@ def make_sample(
         'task_guess': result.task_guess,
         'image_evidence': float(result.image_evidence),
         'pixel_evidence': float(result.pixel_evidence),
+        'object_evidence': float(result.object_evidence),
         'width': int(w),
         'height': int(h),
         'depth_unit': 'mm' if depth_mm is not None else None,
