@@ -7,7 +7,7 @@ training frames and asks the net for a flat class distribution there, which lowe
 the robot's pixel evidence reads (``robo_lifelong.models.unseen``).
 
 The content is drawn here, not by the simulator: random polygons and ellipses filled with random
-colours, stripes, checkers or smooth noise, at random scales, closer to the camera than what
+colours, stripes, checkers or colour mosaics, at random scales, closer to the camera than what
 they cover. It never uses a task's objects (barriers, cones) or conditions (night, snow, fog):
 what the detector learns is "not like the known classes", not the unseen tasks themselves, so
 the benchmarks on those tasks stay honest (``tests/cloud/test_outliers.py`` checks it).
@@ -31,7 +31,7 @@ OUTLIER_ID = 254
 
 @dataclass(frozen=True)
 class OutlierConfig:
-    probability: float = 0.5  # share of training frames that get pasted things
+    probability: float  # share of training frames that get pasted things (TrainConfig's)
     max_objects: int = 3  # 1..max_objects per such frame
     min_size: float = 0.06  # object size as a fraction of the frame height
     max_size: float = 0.45

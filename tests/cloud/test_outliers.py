@@ -53,7 +53,9 @@ def test_pasted_pixels_keep_away_from_the_unseen_tasks_looks_and_stand_closer():
     pasted_pixels = 0
     for frame in frames:
         target = frame.labels.astype(np.int64)
-        rgb, depth, out = paste_outliers(frame.rgb, frame.depth_mm, target, rng, OutlierConfig())
+        rgb, depth, out = paste_outliers(
+            frame.rgb, frame.depth_mm, target, rng, OutlierConfig(TrainConfig().outlier_share)
+        )
         mask = out == OUTLIER_ID
         assert mask.any()
         colours = rgb[mask].astype(np.float64) / 255.0
