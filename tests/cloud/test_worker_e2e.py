@@ -157,7 +157,7 @@ def lineage(tmp_path_factory: pytest.TempPathFactory, datasets) -> Iterator[Line
     shutil.copytree(datasets['test'], test_root)
     index, test_index = str(root / 'data.txt'), str(test_root / 'data.txt')
     with FakeLC() as lc:
-        env = sedna_env(lc.url, 'train', out / 'train' / '1', epochs='3')
+        env = sedna_env(lc.url, 'train', out / 'train' / '1', epochs='6')
         env.update(TRAIN_DATASET_URL=index, ORIGINAL_DATASET_URL=index)
         assert run('train', env) == 0
         parent_url = lc.accepted[-1]['results'][0]['url']
@@ -279,8 +279,11 @@ def test_eval_with_only_pod_mounts_judges_against_the_reference(
 
 
 def _forgetful_candidate(lineage: Lineage, name: str) -> str:
-    """A train output like round 2's (same reference record and copy) whose package is an
-    untrained network: far worse than v1 on the old tasks. Returns its pointer's URL."""
+    """A train output like round 2's (same reference record and copy) whose package labels
+    every pixel with the last class (a construction class no old-task frame shows): mIoU 0 on
+    the old tasks, whatever v1 learned. Returns its pointer's URL."""
+    import torch
+
     from robo_lifelong_cloud.export import export_onnx
     from robo_lifelong_cloud.model import SegNetConfig, build_model, weights_bytes
 
@@ -289,6 +292,10 @@ def _forgetful_candidate(lineage: Lineage, name: str) -> str:
     shutil.copytree(lineage.out / 'train' / '2', target)
     height, width = child.manifest['input']['height'], child.manifest['input']['width']
     model = build_model(SegNetConfig(num_classes=child.num_classes, in_channels=4), seed=7)
+    with torch.no_grad():
+        model.classifier.weight.zero_()
+        model.classifier.bias.fill_(-10.0)
+        model.classifier.bias[-1] = 10.0
     weights, architecture = weights_bytes(model)
     manifest = {**child.manifest, 'weights': {'architecture': architecture}}
     package = mp.write_package(
