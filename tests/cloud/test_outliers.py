@@ -24,7 +24,12 @@ from robo_lifelong_cloud.outliers import (
 from robo_lifelong_cloud.train_loop import TrainConfig
 
 SMALL = dataclasses.replace(
-    BaseModelConfig(), height=120, width=212, train_per_task=6, calibration_per_task=2
+    BaseModelConfig(),
+    height=120,
+    width=212,
+    train_worlds=(0,),
+    train_per_world=6,
+    calibration_per_world=2,
 )
 
 
