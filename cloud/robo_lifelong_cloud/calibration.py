@@ -2,8 +2,8 @@
 
 The train worker fits it on held-out known-task frames and ships it in the model package; the
 robot only reads and scores with it. The method (image-level Mahalanobis distance, pixel-level
-standardized max logits over half the image and over its most anomalous few %, out-of-fold
-thresholds) is described in ``robo_lifelong.models.unseen``;
+standardized max logits, with per-task class statistics, over half the image and over its most
+anomalous few %, out-of-fold thresholds) is described in ``robo_lifelong.models.unseen``;
 this module computes its statistics.
 """
 
@@ -28,7 +28,9 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FPR = 0.05
 
-_MIN_CLASS_PIXELS = 64  # fewer predicted pixels than this: the class uses the all-pixel statistics
+# fewer predicted pixels than this in a task's frames: the class uses its statistics over every
+# task's frames, and with fewer there too, those of all pixels
+_MIN_CLASS_PIXELS = 64
 _EPS = 1e-6
 
 
@@ -53,15 +55,34 @@ def _class_moments(top: np.ndarray, pred: np.ndarray, num_classes: int) -> np.nd
     return out
 
 
-def _moments_to_stats(moments: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+def _moments_to_stats(
+    moments: np.ndarray, fallback: tuple[np.ndarray, np.ndarray] | None = None
+) -> tuple[np.ndarray, np.ndarray]:
+    """(C,) max-logit mean and std per class from (3, C+1) moments; a class with too few pixels
+    takes ``fallback``'s (mean, std), else the all-pixel column's."""
     count = np.maximum(moments[0], 1.0)
     mean = moments[1] / count
     std = np.sqrt(np.maximum(moments[2] / count - mean**2, 0.0))
     all_mean, all_std = mean[-1], max(std[-1], _EPS)
     rare = moments[0, :-1] < _MIN_CLASS_PIXELS
     mean, std = mean[:-1].copy(), np.maximum(std[:-1], 0.05 * all_std)
-    mean[rare], std[rare] = all_mean, all_std
-    return mean.astype(np.float32), std.astype(np.float32)
+    if fallback is None:
+        mean[rare], std[rare] = all_mean, all_std
+    else:
+        mean[rare], std[rare] = fallback[0][rare], fallback[1][rare]
+    return mean, std
+
+
+def _task_stats(
+    moments: np.ndarray, task_idx: np.ndarray, num_tasks: int
+) -> tuple[np.ndarray, np.ndarray]:
+    """(T, C) per-task max-logit mean and std from per-frame (N, 3, C+1) moments."""
+    pooled = _moments_to_stats(moments.sum(axis=0))
+    stats = [
+        _moments_to_stats(moments[task_idx == t].sum(axis=0), pooled) for t in range(num_tasks)
+    ]
+    mean, std = (np.stack(parts).astype(np.float32) for parts in zip(*stats, strict=True))
+    return mean, std
 
 
 # ---------------------------------------------------------------------------------------------
@@ -179,10 +200,12 @@ def fit_calibration(
     for f in range(num_folds):
         held, rest = fold == f, fold != f
         model = _fit_embedding(embeddings[rest], task_idx[rest], len(known), rank, shrinkage)
-        d2_oof[held] = model.sq_distances(embeddings[held]).min(axis=1)
-        mean, std = _moments_to_stats(moments[rest].sum(axis=0))
-        for i in np.flatnonzero(held):
-            anomaly = standardized_anomaly(*maps[i], mean, std)
+        d2 = model.sq_distances(embeddings[held])
+        d2_oof[held] = d2.min(axis=1)
+        mean, std = _task_stats(moments[rest], task_idx[rest], len(known))
+        # each frame is standardized with the statistics of its nearest task, as on the robot
+        for i, guess in zip(np.flatnonzero(held), d2.argmin(axis=1), strict=True):
+            anomaly = standardized_anomaly(*maps[i], mean[guess], std[guess])
             pix_oof[i] = top_mean(anomaly, top_fraction)
             obj_oof[i] = top_mean(anomaly, object_fraction)
 
@@ -199,7 +222,7 @@ def fit_calibration(
     fused_scale = _quantile(fused, 1.0 - target_fpr)  # >= 1: each part is 1 at that quantile
 
     model = _fit_embedding(embeddings, task_idx, len(known), rank, shrinkage)
-    mean, std = _moments_to_stats(moments.sum(axis=0))
+    mean, std = _task_stats(moments, task_idx, len(known))
     log.info(
         'unseen calibration: %d frames, %d tasks, D=%d, rank %d, %d folds, target FPR %.3f',
         len(tasks),

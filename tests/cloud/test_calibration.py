@@ -31,18 +31,22 @@ class Synth:
     def embedding(self, mean: np.ndarray) -> np.ndarray:
         return (mean + self.rng.normal(0, 1.0, D) @ self.mix).astype(np.float32)
 
-    def logits(self, anomalous: bool = False) -> np.ndarray:
+    def logits(self, anomalous: bool = False, sure: float = 6.0) -> np.ndarray:
+        """``sure``: the predicted class's logit margin (a dark night frame has a lower one)."""
         labels = np.repeat(np.repeat(self.rng.integers(0, C, (3, 4)), 4, 0), 4, 1)
         lg = self.rng.normal(0, 0.5, (C, H, W))
-        lg += 6.0 * np.eye(C)[labels].transpose(2, 0, 1)
+        lg += sure * np.eye(C)[labels].transpose(2, 0, 1)
         if anomalous:
             lg[(slice(None), *REGION)] = self.rng.normal(0, 0.5, (C, 5, 7))
         return lg.astype(np.float32)
 
-    def known(self, n_per_task: int) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
+    def known(
+        self, n_per_task: int, sure: dict[str, float] | None = None
+    ) -> tuple[np.ndarray, list[str], list[np.ndarray]]:
         tasks = [t for t in TASKS for _ in range(n_per_task)]
         emb = np.stack([self.embedding(self.means[t]) for t in tasks])
-        return emb, tasks, [self.logits() for _ in tasks]
+        sure = sure or {}
+        return emb, tasks, [self.logits(sure=sure.get(t, 6.0)) for t in tasks]
 
 
 @pytest.fixture(scope='module')
@@ -93,6 +97,26 @@ def test_planted_pixel_anomaly_is_flagged_and_localised(synth, calibration):
         mask[REGION] = True
         # every planted pixel is more anomalous than every untouched one
         assert r.anomaly_map[mask].min() > r.anomaly_map[~mask].max()
+
+
+def test_a_task_the_net_is_less_sure_of_scores_like_the_others(synth):
+    """A learned night is dark: the net's max logits are lower on every pixel of its frames.
+    Standardized with each task's own class statistics its frames score like the other tasks'
+    (with statistics pooled over the tasks they sat near the threshold: the learned task kept
+    its alarm), and an anomaly inside them still stands out."""
+    sure = {'sunny': 6.0, 'overcast': 6.0, 'curbs': 3.0}
+    cal = fit_calibration(*synth.known(120, sure), target_fpr=0.05)
+    emb, tasks, logits = synth.known(60, sure)
+    pixel: dict[str, list[float]] = {t: [] for t in TASKS}
+    for e, t, lg in zip(emb, tasks, logits, strict=True):
+        pixel[t].append(score_frame(cal, e, lg).pixel_evidence)
+    medians = {t: float(np.median(v)) for t, v in pixel.items()}
+    assert abs(medians['curbs'] - medians['sunny']) < 0.3, medians
+    planted = [
+        score_frame(cal, synth.embedding(synth.means['curbs']), synth.logits(True, sure=3.0))
+        for _ in range(40)
+    ]
+    assert np.mean([r.is_unseen for r in planted]) >= 0.95
 
 
 def test_calibration_json_round_trip(synth, calibration):

@@ -15,7 +15,8 @@ from robo_lifelong.models.unseen import METHOD, UnseenCalibration, max_logit_map
 
 def hand_made(**changes) -> UnseenCalibration:
     """Two tasks in D = 2, a one-direction basis along x (variance 4), residual variance 1 along
-    y; two classes with max-logit means 3 and 4, std 1; the pixel evidence is the worst pixel."""
+    y; two classes with max-logit means 3 and 4 in sunny, 1 and 2 in overcast, std 1; the pixel
+    evidence is the worst pixel."""
     fields = dict(
         method=METHOD,
         known_tasks=('sunny', 'overcast'),
@@ -27,8 +28,8 @@ def hand_made(**changes) -> UnseenCalibration:
         basis=np.array([[1.0], [0.0]], np.float32),
         basis_var=np.array([4.0], np.float32),
         residual_var=1.0,
-        class_logit_mean=np.array([3.0, 4.0], np.float32),
-        class_logit_std=np.array([1.0, 1.0], np.float32),
+        class_logit_mean=np.array([[3.0, 4.0], [1.0, 2.0]], np.float32),
+        class_logit_std=np.ones((2, 2), np.float32),
         top_fraction=0.5,
         image_loc=0.25,
         image_scale=2.0,
@@ -66,9 +67,14 @@ def test_score_frame_follows_the_definition():
     assert r.score == pytest.approx(2.0 / 1.6) and r.is_unseen
     near = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), LOGITS)
     assert near.task_guess == 'overcast'
-    # d2 = 0.25 / 4 + 0.25: image evidence 0.03, below the pixel evidence 0.5 and the object
-    # evidence 1.5, which makes the score
-    assert near.score == pytest.approx(1.5 / 1.6) and not near.is_unseen
+    # standardized with overcast's class statistics (means 1 and 2), the same logits are usual:
+    # pixel 0 is two std above its class mean, pixel 1 at it
+    np.testing.assert_allclose(near.anomaly_map, [[-2.0, 0.0]])
+    assert near.pixel_evidence == pytest.approx(0.0)
+    assert near.object_evidence == pytest.approx(-0.5)
+    # d2 = 0.25 / 4 + 0.25: the image evidence 0.03 makes the score
+    assert near.image_evidence == pytest.approx(0.03125)
+    assert near.score == pytest.approx(0.03125 / 1.6) and not near.is_unseen
 
 
 def test_score_above_the_threshold_is_unseen_and_at_it_is_not():
@@ -112,6 +118,8 @@ def test_inconsistent_shapes_are_refused():
         hand_made(known_tasks=('sunny',))
     with pytest.raises(ConfigError, match='basis shape'):
         hand_made(basis=np.ones((3, 1), np.float32))
+    with pytest.raises(ConfigError, match='class_logit_mean shape'):  # one task's statistics
+        hand_made(class_logit_mean=np.ones((1, 2), np.float32), class_logit_std=np.ones((1, 2)))
 
 
 def test_mismatched_inputs_are_rejected():

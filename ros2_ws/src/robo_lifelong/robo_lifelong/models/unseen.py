@@ -7,7 +7,11 @@ Our method fuses two kinds of evidence into one calibrated score:
   covariance is stored low rank (top ``rank`` eigenvectors plus one isotropic residual variance,
   as in probabilistic PCA) so the calibration stays small for D = 64-256;
 * pixel level: standardized max logits (max logit minus its mean for the predicted class, over its
-  standard deviation); minus that is the anomaly map. Two evidences read it: the mean of its top
+  standard deviation, both of the frame's nearest known task); minus that is the anomaly map.
+  The statistics are per task because tasks differ in how sure the net is: a dark night frame
+  has lower max logits everywhere than a sunny one. With statistics pooled over the tasks, the
+  night the net has learned kept scoring as unseen (its alarm never ended) and the more
+  uncertain known tasks set off most false alarms. Two evidences read it: the mean of its top
   ``top_fraction`` pixels (half the image: the whole-image shift of night and snow) and the mean
   of its top ``object_fraction`` (2 %: a new object covering a small part of the frame, as the
   construction site's barriers and cones). Training with outlier exposure
@@ -36,7 +40,7 @@ import numpy as np
 
 from robo_lifelong.errors import ConfigError
 
-METHOD = 'mahalanobis+sml'
+METHOD = 'mahalanobis+task-sml'
 
 
 @dataclass(frozen=True)
@@ -116,8 +120,8 @@ class UnseenCalibration:
     basis: np.ndarray  # (D, k) orthonormal top eigenvectors of the within-task covariance
     basis_var: np.ndarray  # (k,) their (shrunk) variances
     residual_var: float  # variance of every direction outside the basis
-    class_logit_mean: np.ndarray  # (C,) max-logit mean over pixels predicted as each class
-    class_logit_std: np.ndarray  # (C,)
+    class_logit_mean: np.ndarray  # (T, C) max-logit mean over pixels predicted as each class
+    class_logit_std: np.ndarray  # (T, C) (per known task: module doc)
     top_fraction: float  # pixel evidence = mean of this top fraction of the anomaly map
     image_loc: float  # squared distance -> (d2 - image_loc) / image_scale
     image_scale: float
@@ -142,6 +146,11 @@ class UnseenCalibration:
             raise ConfigError('unseen calibration: basis_var does not match the basis')
         if self.class_logit_mean.shape != self.class_logit_std.shape:
             raise ConfigError('unseen calibration: class_logit_mean and _std differ in size')
+        if self.class_logit_mean.ndim != 2 or self.class_logit_mean.shape[0] != t:
+            raise ConfigError(
+                f'unseen calibration: class_logit_mean shape {self.class_logit_mean.shape} '
+                f'for {t} known tasks'
+            )
         positive = {
             'embed_scale': float(np.min(self.embed_scale)),
             'basis_var': float(np.min(self.basis_var, initial=1.0)),
@@ -160,7 +169,7 @@ class UnseenCalibration:
 
     @property
     def num_classes(self) -> int:
-        return int(self.class_logit_mean.shape[0])
+        return int(self.class_logit_mean.shape[1])
 
     @property
     def embedding_dim(self) -> int:
@@ -194,8 +203,8 @@ class UnseenCalibration:
             'task_means': 2,
             'basis': 2,
             'basis_var': 1,
-            'class_logit_mean': 1,
-            'class_logit_std': 1,
+            'class_logit_mean': 2,
+            'class_logit_std': 2,
         }
         arrays = {key: json_array(d, key, rank) for key, rank in ranks.items()}
         scalars = {
@@ -222,8 +231,8 @@ def max_logit_map(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
 def standardized_anomaly(
     top: np.ndarray, pred: np.ndarray, mean: np.ndarray, std: np.ndarray
 ) -> np.ndarray:
-    """The anomaly map (h, w) float32 from ``max_logit_map``'s outputs and the per-class max-logit
-    mean and std (C,)."""
+    """The anomaly map (h, w) float32 from ``max_logit_map``'s outputs and one task's per-class
+    max-logit mean and std (C,)."""
     # minus the standardized max logit: a low logit for the class the model picked is anomalous
     return ((mean[pred] - top) / std[pred]).astype(np.float32, copy=False)
 
@@ -295,7 +304,7 @@ def score_frame(
     d2 = _embedding_model(cal).sq_distances(embedding[None])[0]
     guess = int(np.argmin(d2))
     anomaly = standardized_anomaly(
-        *max_logit_map(logits), cal.class_logit_mean, cal.class_logit_std
+        *max_logit_map(logits), cal.class_logit_mean[guess], cal.class_logit_std[guess]
     )
     image = (float(d2[guess]) - cal.image_loc) / cal.image_scale
     pixel = (top_mean(anomaly, cal.top_fraction) - cal.pixel_loc) / cal.pixel_scale
