@@ -6,11 +6,15 @@ training frames from ``train_worlds``, unseen-calibration frames from ``calibrat
 validation frames from ``validation_seed``. Several training worlds teach the net streets rather
 than one street plan; calibrating on layouts it never trained on keeps the unseen threshold
 honest on the streets a robot drives (fitted on training-world frames, known streets elsewhere
-scored over it: a false alarm on every new campus). The package
-(ONNX + manifest + safetensors) records the recipe: command, config, seed, source commit; its
-``metrics`` are the robot runtime's per-task and per-class IoU on the validation frames, which
-``tests/cloud/test_base_model.py`` regenerates from the seed and re-measures. ``MODEL_CARD.md``
-beside the package is written from the same numbers.
+scored over it: a false alarm on every new campus). In each world, ``route_share`` of the frames
+are seen from poses along the route a robot walks (``sim.route``: it weaves to the curb line),
+the rest from the simulator's random poses, which never stand at the curb line: trained and
+calibrated on random poses only, the net took every approach to the curb for an unseen task.
+
+The package (ONNX + manifest + safetensors) records the recipe: command, config, seed, source
+commit; its ``metrics`` are the robot runtime's per-task and per-class IoU on the validation
+frames, which ``tests/cloud/test_base_model.py`` regenerates from the seed and re-measures.
+``MODEL_CARD.md`` beside the package is written from the same numbers.
 
 Why a shipped model: a new robot has no model until the first Sedna round deploys one; with this
 package ``ros2 launch robo_lifelong robot.launch.py`` segments the known tasks out of the box, and
@@ -34,6 +38,7 @@ from robo_lifelong.labels import KNOWN_CLASS_IDS
 from robo_lifelong.models import package as mp
 from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong.sim.camera import CameraModel
+from robo_lifelong.sim.route import Route
 from robo_lifelong.sim.tasks import KNOWN_TASKS
 from robo_lifelong.sim.world import CampusWorld
 from robo_lifelong_cloud.calibration import fit_calibration
@@ -52,6 +57,10 @@ DEFAULT_OUT = REPO / 'ros2_ws' / 'src' / 'robo_lifelong' / 'models' / 'base'
 CARD_FILE = 'MODEL_CARD.md'
 COMMAND = 'make base-model'
 CALIBRATION_START = 1_000_000  # calibration frames' indices: never a training frame's
+# Route frames: every ROUTE_STEP_S seconds of the walk (prime to the route's 40 s weave and 17 s
+# look-around, so the poses spread over both); calibration frames further down the street.
+ROUTE_STEP_S = 2.9
+ROUTE_CALIBRATION_START_S = 2000.0
 
 
 @dataclass(frozen=True)
@@ -67,6 +76,7 @@ class BaseModelConfig:
     tasks: tuple[str, ...] = KNOWN_TASKS
     train_per_world: int = 50  # frames per task and training world
     calibration_per_world: int = 15  # frames per task and calibration world
+    route_share: float = 0.5  # of those: seen from poses along the route (module doc)
     validation_per_task: int = 20
     train: TrainConfig = field(
         default_factory=lambda: TrainConfig(epochs=10_000, max_iters=2500, batch_size=8)
@@ -77,6 +87,16 @@ def render(world: CampusWorld, task: str, start: int, n: int) -> list[Frame]:
     out = []
     for i in range(start, start + n):
         f = world.random_frame(task, i)
+        out.append(Frame(f.rgb, f.depth_mm, f.labels, task))
+    return out
+
+
+def render_route(route: Route, task: str, start_s: float, n: int) -> list[Frame]:
+    """``n`` frames of ``task`` along ``route`` (a route's frames depend on route time only)."""
+    out = []
+    for i in range(n):
+        t = start_s + i * ROUTE_STEP_S
+        f = route.world.render(route.pose_at(t), task, noise_seed=int(t * 1000))
         out.append(Frame(f.rgb, f.depth_mm, f.labels, task))
     return out
 
@@ -133,17 +153,22 @@ def recipe_frames(config: BaseModelConfig) -> tuple[list[Frame], list[Frame]]:
     """The recipe's (training, calibration) frames: the known tasks, each set from its worlds."""
     camera = CameraModel(config.width, config.height)
 
-    def frames(worlds: tuple[int, ...], start: int, per_world: int) -> list[Frame]:
+    def frames(worlds: tuple[int, ...], start: int, start_s: float, per_world: int) -> list[Frame]:
+        on_route = round(per_world * config.route_share)
         out: list[Frame] = []
         for seed in worlds:
-            world = CampusWorld(seed, camera)
+            route = Route(((config.tasks[0], 1.0),), seed, camera)
             for task in config.tasks:
-                out += render(world, task, start, per_world)
+                out += render(route.world, task, start, per_world - on_route)
+                out += render_route(route, task, start_s, on_route)
         return out
 
-    train_frames = frames(config.train_worlds, 0, config.train_per_world)
+    train_frames = frames(config.train_worlds, 0, 0.0, config.train_per_world)
     calibration = frames(
-        config.calibration_worlds, CALIBRATION_START, config.calibration_per_world
+        config.calibration_worlds,
+        CALIBRATION_START,
+        ROUTE_CALIBRATION_START_S,
+        config.calibration_per_world,
     )
     return train_frames, calibration
 
@@ -252,7 +277,9 @@ def model_card(package: mp.ModelPackage) -> str:
             f'the worlds {_seeds(config.calibration_worlds)} fit the unseen-task calibration, so '
             'its threshold is set on streets the net never trained on; '
             f'{config.validation_per_task} validation frames per task from world '
-            f'{config.validation_seed} give the numbers below.',
+            f'{config.validation_seed} give the numbers below. In the training and calibration '
+            f'worlds {config.route_share:.0%} of the frames are seen from poses along the route '
+            'a robot walks (weaving to the curb line), the rest from random poses.',
             '',
             f'Known tasks: {", ".join(m["known_tasks"])}. Classes: the '
             f'{len(m["classes"])} known-task classes (ids 0-{len(m["classes"]) - 1}); '
