@@ -1,8 +1,10 @@
 """Unseen-task recognition benchmark: ours vs Sedna's identifier on simulated known/unseen tasks.
 
-A model is trained on the known tasks (or given), both recognisers are calibrated on held-out
-known-task frames (val) at the same target false-alarm rate, then scored on known-task test frames
-and on each unseen task's frames. Reported per unseen task, for both methods:
+The model is the shipped base model (``make base-model``: known tasks sunny, overcast, curbs), or
+one given; both recognisers are calibrated on known-task frames (val) at the same target
+false-alarm rate, then scored on known-task test frames and on each unseen task's frames. All
+frames come from a world (street layout) that none of the base model's frame sets comes from.
+Reported per unseen task, for both methods:
 
 * image level: AUROC and FPR at 95 % TPR (unseen frames positive, known test frames negative),
   and the detection rate at the calibrated threshold;
@@ -29,21 +31,23 @@ from functools import partial
 import numpy as np
 
 from robo_lifelong.labels import IGNORE_ID, KNOWN_CLASS_IDS, NUM_CLASSES
+from robo_lifelong.models import package as mp
 from robo_lifelong.models.unseen import UnseenResult, score_frame
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.tasks import KNOWN_TASKS, UNSEEN_TASKS
 from robo_lifelong.sim.world import CampusWorld, Frame
+from robo_lifelong_cloud.base_model import DEFAULT_OUT as BASE_MODEL
+from robo_lifelong_cloud.base_model import config_of
 from robo_lifelong_cloud.calibration import fit_calibration
 from robo_lifelong_cloud.metrics import auroc, average_precision, fpr_at_tpr
-from robo_lifelong_cloud.model import SegNetConfig, build_model
+from robo_lifelong_cloud.model import model_from_weights
 from robo_lifelong_cloud.sedna_baseline import (
     fit_baseline,
     resize_mask,
     score_frame_baseline,
     synthetic_ood,
 )
-from robo_lifelong_cloud.train_loop import TrainConfig, embed_and_logits, train
-from robo_lifelong_cloud.train_loop import evaluate as evaluate_segmentation
+from robo_lifelong_cloud.train_loop import embed_and_logits
 
 log = logging.getLogger(__name__)
 
@@ -63,18 +67,15 @@ TARGETS = {
 class BenchConfig:
     width: int = 424
     height: int = 240
-    train_per_task: int = 200
-    val_per_task: int = 60  # calibration (held out from training)
+    val_per_task: int = 60  # calibration
     test_per_task: int = 60
-    iterations: int = 600  # training iterations (batch 8)
     target_fpr: float = 0.05
     seed: int = 0
+    world: int = 9  # a street layout no frame of the base model's recipe comes from
 
 
 FULL = BenchConfig()
-QUICK = BenchConfig(
-    width=212, height=120, train_per_task=40, val_per_task=20, test_per_task=20, iterations=60
-)
+QUICK = BenchConfig(val_per_task=20, test_per_task=20)
 
 # frame indices per split, far apart so splits never share a frame
 _SPLIT_START = {'train': 0, 'val': 100_000, 'test': 200_000}
@@ -214,36 +215,38 @@ def judge(results: dict) -> dict:
     return {'per_unseen_task': met, 'known_test_over_threshold': known_met, 'all': every}
 
 
-def train_model(world: CampusWorld, cfg: BenchConfig, val: Sequence[Frame]) -> tuple[Infer, dict]:
-    """Train the cloud worker's model (RGB-D, the known tasks' 22 classes) on simulated frames."""
-    train_frames = [
-        f for t in KNOWN_TASKS for f in make_frames(world, t, 'train', cfg.train_per_task)
-    ]
-    model = build_model(SegNetConfig(num_classes=len(KNOWN_CLASS_IDS), in_channels=4), cfg.seed)
-    train_cfg = TrainConfig(epochs=10_000, max_iters=cfg.iterations, seed=cfg.seed)
-    result = train(model, train_frames, [], train_cfg)
-    report = evaluate_segmentation(result.model, val)
+def base_model() -> tuple[Infer, dict]:
+    """The shipped base model's network (its safetensors weights) and what its card records."""
+    package = mp.load_package(BASE_MODEL)
+    if package.weights_path is None:
+        raise FileNotFoundError(f'{package.path}: the base model has no {mp.WEIGHTS_FILE}')
+    model = model_from_weights(
+        package.weights_path.read_bytes(), package.manifest['weights']['architecture']
+    )
+    recipe = config_of(package)
     info = {
-        'source': 'trained by the benchmark (robo_lifelong_cloud.train_loop)',
-        'train_frames': len(train_frames),
-        'iterations': result.iterations,
-        'train_seconds': result.seconds,
-        'val_miou_per_known_task': {t: r['miou'] for t, r in report['per_task'].items()},
+        'source': f'the shipped base model ({package.path}, v{package.version})',
+        'content_hash': package.content_hash,
+        'train_worlds': list(recipe.train_worlds),
+        'calibration_worlds': list(recipe.calibration_worlds),
+        'val_miou_per_known_task': {
+            t: r['miou'] for t, r in package.manifest['metrics']['per_task'].items()
+        },
     }
-    return partial(embed_and_logits, result.model), info
+    return partial(embed_and_logits, model), info
 
 
 def run(quick: bool = False, infer: Infer | None = None) -> dict:
-    """Benchmark entry point; trains a small model on the known tasks unless ``infer`` is given."""
+    """Benchmark entry point, on the shipped base model unless ``infer`` is given."""
     cfg = QUICK if quick else FULL
-    world = CampusWorld(seed=cfg.seed, camera=CameraModel(width=cfg.width, height=cfg.height))
+    world = CampusWorld(seed=cfg.world, camera=CameraModel(width=cfg.width, height=cfg.height))
     t0 = time.perf_counter()
     val = [f for t in KNOWN_TASKS for f in make_frames(world, t, 'val', cfg.val_per_task)]
     known_test = [f for t in KNOWN_TASKS for f in make_frames(world, t, 'test', cfg.test_per_task)]
     unseen_test = {t: make_frames(world, t, 'test', cfg.test_per_task) for t in UNSEEN_TASKS}
     model_info: dict = {'source': 'given'}
     if infer is None:
-        infer, model_info = train_model(world, cfg, val)
+        infer, model_info = base_model()
     results = evaluate(infer, val, known_test, unseen_test, cfg.target_fpr, cfg.seed)
     return {
         'config': dataclasses.asdict(cfg),
