@@ -110,6 +110,22 @@ TASKS: dict[str, Task] = {
             sun_azimuth_deg=120.0,
             crowd=0.4,
         ),
+        Task(
+            'dusk',
+            False,
+            'Dusk: a low orange sun behind the street, long shadows, dim light and haze.',
+            sun_elevation_deg=7.0,
+            sun_azimuth_deg=170.0,
+            sun=0.55,
+            ambient=0.2,
+            sky_top=(0.22, 0.2, 0.38),
+            sky_horizon=(0.95, 0.55, 0.32),
+            fog=0.025,
+            fog_color=(0.62, 0.46, 0.4),
+            noise=0.03,
+            exposure=1.1,
+            tint=(1.25, 0.85, 0.6),
+        ),
     )
 }
 KNOWN_TASKS: tuple[str, ...] = tuple(n for n, t in TASKS.items() if t.known)
