@@ -232,7 +232,7 @@ def evaluate(
         # frames of a new-class task in which no new-class object is in view look like known ones
         visible = [bool(np.isin(f.labels, novel_ids).any()) for f in frames]
         per_task[task] = {'frames': len(frames)}
-        if any(visible) and not all(visible):
+        if any(visible):  # a task with new classes: its pixel AP has a target (judge)
             per_task[task]['frames_showing_new_classes'] = int(sum(visible))
         for name, which in (('ours', 'ours'), ('baseline', 'base')):
             results = getattr(unseen, which)
@@ -240,7 +240,7 @@ def evaluate(
                 **_image_metrics(getattr(known, which), results),
                 'pixel_ap': _pixel_ap(known, unseen, which, novel_ids),
             }
-            if 'frames_showing_new_classes' in per_task[task]:
+            if any(visible) and not all(visible):
                 shown = [r for r, v in zip(results, visible, strict=True) if v]
                 per_task[task][name]['auroc_frames_showing_new_classes'] = auroc(
                     [r.score for r in getattr(known, which)], [r.score for r in shown]
