@@ -117,13 +117,15 @@ TASKS: dict[str, Task] = {
             sun_elevation_deg=7.0,
             sun_azimuth_deg=170.0,
             sun=0.55,
-            ambient=0.2,
+            # bright enough that the camera check sees a scene: dimmer and hazier, whole
+            # stretches of the view went flat and it held them as a covered lens
+            ambient=0.35,
             sky_top=(0.22, 0.2, 0.38),
             sky_horizon=(0.95, 0.55, 0.32),
-            fog=0.025,
+            fog=0.012,
             fog_color=(0.62, 0.46, 0.4),
             noise=0.03,
-            exposure=1.1,
+            exposure=1.4,
             tint=(1.25, 0.85, 0.6),
         ),
     )
