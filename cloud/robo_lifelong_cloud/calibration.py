@@ -20,8 +20,7 @@ from robo_lifelong.models.unseen import (
     EmbeddingModel,
     UnseenCalibration,
     max_logit_map,
-    standardized_anomaly,
-    top_mean,
+    pixel_evidence,
 )
 
 log = logging.getLogger(__name__)
@@ -200,14 +199,12 @@ def fit_calibration(
     for f in range(num_folds):
         held, rest = fold == f, fold != f
         model = _fit_embedding(embeddings[rest], task_idx[rest], len(known), rank, shrinkage)
-        d2 = model.sq_distances(embeddings[held])
-        d2_oof[held] = d2.min(axis=1)
+        d2_oof[held] = model.sq_distances(embeddings[held]).min(axis=1)
         mean, std = _task_stats(moments[rest], task_idx[rest], len(known))
-        # each frame is standardized with the statistics of its nearest task, as on the robot
-        for i, guess in zip(np.flatnonzero(held), d2.argmin(axis=1), strict=True):
-            anomaly = standardized_anomaly(*maps[i], mean[guess], std[guess])
-            pix_oof[i] = top_mean(anomaly, top_fraction)
-            obj_oof[i] = top_mean(anomaly, object_fraction)
+        for i in np.flatnonzero(held):
+            pix_oof[i], obj_oof[i], _ = pixel_evidence(
+                *maps[i], mean, std, top_fraction, object_fraction
+            )
 
     image_loc, image_scale = _normaliser(d2_oof, target_fpr)
     pixel_loc, pixel_scale = _normaliser(pix_oof, target_fpr)

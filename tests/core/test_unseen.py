@@ -15,8 +15,8 @@ from robo_lifelong.models.unseen import METHOD, UnseenCalibration, max_logit_map
 
 def hand_made(**changes) -> UnseenCalibration:
     """Two tasks in D = 2, a one-direction basis along x (variance 4), residual variance 1 along
-    y; two classes with max-logit means 3 and 4 in sunny, 1 and 2 in overcast, std 1; the pixel
-    evidence is the worst pixel."""
+    y; two classes with max-logit means 3 and 4 in sunny, 3 and 2.5 in overcast, std 1; the
+    pixel evidence is the worst pixel."""
     fields = dict(
         method=METHOD,
         known_tasks=('sunny', 'overcast'),
@@ -28,7 +28,7 @@ def hand_made(**changes) -> UnseenCalibration:
         basis=np.array([[1.0], [0.0]], np.float32),
         basis_var=np.array([4.0], np.float32),
         residual_var=1.0,
-        class_logit_mean=np.array([[3.0, 4.0], [1.0, 2.0]], np.float32),
+        class_logit_mean=np.array([[3.0, 4.0], [3.0, 2.5]], np.float32),
         class_logit_std=np.ones((2, 2), np.float32),
         top_fraction=0.5,
         image_loc=0.25,
@@ -60,21 +60,30 @@ def test_score_frame_follows_the_definition():
     # to sunny (0, 0): x 1 -> 1/4, y 2 -> 4/1; to overcast (4, 0): 9/4 + 4 -> sunny is closer
     assert r.task_guess == 'sunny'
     assert r.image_evidence == pytest.approx((4.25 - 0.25) / 2.0)
-    np.testing.assert_allclose(r.anomaly_map, [[0.0, 2.0]])
+    # sunny's statistics read the map [0, 2], overcast's [0, 0.5]: overcast explains the max
+    # logits better, so the map is read under it, whichever task the embedding is nearest
+    np.testing.assert_allclose(r.anomaly_map, [[0.0, 0.5]])
     assert r.anomaly_map.dtype == np.float32
-    assert r.pixel_evidence == pytest.approx(2.0 / 4.0)  # the top half: the one pixel at 2
-    assert r.object_evidence == pytest.approx(2.0 - 0.5)  # the top pixel
+    assert r.pixel_evidence == pytest.approx(0.5 / 4.0)  # the top half: the one pixel at 0.5
+    assert r.object_evidence == pytest.approx(0.5 - 0.5)  # the top pixel
     assert r.score == pytest.approx(2.0 / 1.6) and r.is_unseen
     near = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), LOGITS)
     assert near.task_guess == 'overcast'
-    # standardized with overcast's class statistics (means 1 and 2), the same logits are usual:
-    # pixel 0 is two std above its class mean, pixel 1 at it
-    np.testing.assert_allclose(near.anomaly_map, [[-2.0, 0.0]])
-    assert near.pixel_evidence == pytest.approx(0.0)
-    assert near.object_evidence == pytest.approx(-0.5)
-    # d2 = 0.25 / 4 + 0.25: the image evidence 0.03 makes the score
+    # d2 = 0.25 / 4 + 0.25: image evidence 0.03, below the pixel evidence 0.125
     assert near.image_evidence == pytest.approx(0.03125)
-    assert near.score == pytest.approx(0.03125 / 1.6) and not near.is_unseen
+    assert near.score == pytest.approx(0.125 / 1.6) and not near.is_unseen
+    # class 1 at logit 4: sunny's mean, 1.5 std above overcast's; sunny explains it
+    sure = np.array([[[3.0, 0.0]], [[1.0, 4.0]]], np.float32)
+    r = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), sure)
+    np.testing.assert_allclose(r.anomaly_map, [[0.0, 0.0]])
+    # class 1 at logit 0: 4 std below sunny's mean, 2.5 below overcast's; neither explains it,
+    # overcast less badly, and its reading counts
+    odd = np.array([[[3.0, -1.0]], [[1.0, 0.0]]], np.float32)
+    r = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), odd)
+    np.testing.assert_allclose(r.anomaly_map, [[0.0, 2.5]])
+    assert r.pixel_evidence == pytest.approx(2.5 / 4.0)
+    assert r.object_evidence == pytest.approx(2.5 - 0.5)
+    assert r.score == pytest.approx(2.0 / 1.6) and r.is_unseen
 
 
 def test_score_above_the_threshold_is_unseen_and_at_it_is_not():

@@ -7,11 +7,15 @@ Our method fuses two kinds of evidence into one calibrated score:
   covariance is stored low rank (top ``rank`` eigenvectors plus one isotropic residual variance,
   as in probabilistic PCA) so the calibration stays small for D = 64-256;
 * pixel level: standardized max logits (max logit minus its mean for the predicted class, over its
-  standard deviation, both of the frame's nearest known task); minus that is the anomaly map.
-  The statistics are per task because tasks differ in how sure the net is: a dark night frame
-  has lower max logits everywhere than a sunny one. With statistics pooled over the tasks, the
-  night the net has learned kept scoring as unseen (its alarm never ended) and the more
-  uncertain known tasks set off most false alarms. Two evidences read it: the mean of its top
+  standard deviation); minus that is the anomaly map. The statistics are per known task, because
+  tasks differ in how sure the net is (a dark night frame has lower max logits everywhere than a
+  sunny one, dappled shade lower than sun): pooled over the tasks, the less certain ones carried
+  the false alarms. A frame is read under the statistics of the known task that explains its max
+  logits best (highest Gaussian likelihood over its pixels), not under the embedding's nearest
+  task: that guess flips between similar tasks, and sunny frames guessed overcast raised false
+  alarms. (Not the least anomalous reading over the tasks either: under the least sure task's
+  statistics every confident frame looks more than normal.) Two evidences read the map: the mean
+  of its top
   ``top_fraction`` pixels (half the image: the whole-image shift of night and snow) and the mean
   of its top ``object_fraction`` (2 %: a new object covering a small part of the frame, as the
   construction site's barriers and cones). Training with outlier exposure
@@ -228,20 +232,29 @@ def max_logit_map(logits: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
     return top.astype(np.float32, copy=False), pred
 
 
-def standardized_anomaly(
-    top: np.ndarray, pred: np.ndarray, mean: np.ndarray, std: np.ndarray
-) -> np.ndarray:
-    """The anomaly map (h, w) float32 from ``max_logit_map``'s outputs and one task's per-class
-    max-logit mean and std (C,)."""
-    # minus the standardized max logit: a low logit for the class the model picked is anomalous
-    return ((mean[pred] - top) / std[pred]).astype(np.float32, copy=False)
-
-
 def top_mean(values: np.ndarray, fraction: float) -> float:
     """Mean of the largest ``fraction`` of ``values`` (at least one value)."""
     flat = values.ravel()
     k = max(1, int(round(fraction * flat.size)))
     return float(np.mean(np.partition(flat, flat.size - k)[flat.size - k :]))
+
+
+def pixel_evidence(
+    top: np.ndarray,
+    pred: np.ndarray,
+    mean: np.ndarray,
+    std: np.ndarray,
+    top_fraction: float,
+    object_fraction: float,
+) -> tuple[float, float, np.ndarray]:
+    """The raw pixel and object evidence of a frame and its anomaly map (h, w) float32, from
+    ``max_logit_map``'s outputs and the per-task class statistics ``mean``, ``std`` (T, C), read
+    under the task whose statistics explain the max logits best (module doc)."""
+    # minus the standardized max logit: a low logit for the class the model picked is anomalous
+    maps = (mean[:, pred] - top[None]) / std[:, pred]  # (T, h, w)
+    nll = np.mean(0.5 * maps**2 + np.log(std[:, pred]), axis=(1, 2))  # (T,) up to a constant
+    anomaly = maps[int(np.argmin(nll))].astype(np.float32, copy=False)
+    return top_mean(anomaly, top_fraction), top_mean(anomaly, object_fraction), anomaly
 
 
 # ---------------------------------------------------------------------------------------------
@@ -303,12 +316,16 @@ def score_frame(
         )
     d2 = _embedding_model(cal).sq_distances(embedding[None])[0]
     guess = int(np.argmin(d2))
-    anomaly = standardized_anomaly(
-        *max_logit_map(logits), cal.class_logit_mean[guess], cal.class_logit_std[guess]
+    raw_pixel, raw_obj, anomaly = pixel_evidence(
+        *max_logit_map(logits),
+        cal.class_logit_mean,
+        cal.class_logit_std,
+        cal.top_fraction,
+        cal.object_fraction,
     )
     image = (float(d2[guess]) - cal.image_loc) / cal.image_scale
-    pixel = (top_mean(anomaly, cal.top_fraction) - cal.pixel_loc) / cal.pixel_scale
-    obj = (top_mean(anomaly, cal.object_fraction) - cal.object_loc) / cal.object_scale
+    pixel = (raw_pixel - cal.pixel_loc) / cal.pixel_scale
+    obj = (raw_obj - cal.object_loc) / cal.object_scale
     score = max(image, pixel, obj) / cal.fused_scale
     return UnseenResult(
         score=score,
