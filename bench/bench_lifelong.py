@@ -4,7 +4,7 @@ retrained, evaluated and deployed through the local controller. Reports every ta
 every round on fresh frames, BWT and FWT (``demo/rounds.py``), unseen AUROC per round of the tasks
 still unseen, wall time per round, and the alarm and new-class figures of the first update.
 
-    python -m bench.bench_lifelong [--rounds 4] [--quick] [--out bench/results]
+    python -m bench.bench_lifelong [--rounds 3] [--quick] [--out bench/results]
 
 ``make bench`` runs it with ``ROUNDS`` rounds at the demo's full size.
 """
@@ -23,7 +23,7 @@ from robo_lifelong_cloud.demo.backend import open_backend
 from robo_lifelong_cloud.demo.loop import ROUND_TASKS, DemoConfig, run_demo
 from robo_lifelong_cloud.demo.report import FORGETTING_TARGET_POINTS, write_report
 
-ROUNDS = 4  # known; night + construction; snow; dusk
+ROUNDS = 3  # known; night + construction; snow
 TARGETS = {
     'bwt_points_min': -FORGETTING_TARGET_POINTS,
     'round_seconds_max': 600.0,  # each round on 2 cores
