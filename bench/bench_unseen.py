@@ -175,12 +175,15 @@ def _condition(rgb: np.ndarray, name: str, strength: int, rng: np.random.Generat
 
 
 def generalisation(
-    infer: Infer, known_test: Sequence[Frame], cal, rng: np.random.Generator
+    infer: Infer,
+    known_test: Sequence[Frame],
+    clean: Sequence[UnseenResult],
+    cal,
+    rng: np.random.Generator,
 ) -> dict:
-    """Per condition: our mean score and share over the threshold at strength 0 (the untouched
-    known test frames) to 3, and whether the mean rises with every step of strength."""
-    emb, logits = infer(known_test)
-    clean = [score_frame(cal, e, lg) for e, lg in zip(emb, logits, strict=True)]
+    """Per condition: our mean score and share over the threshold at strength 0 (``clean``: the
+    untouched known test frames' results) to 3, and whether the mean rises with every step of
+    strength."""
     out = {}
     for name in CONDITIONS:
         means, over = [np.mean([r.score for r in clean])], [np.mean([r.is_unseen for r in clean])]
@@ -254,7 +257,7 @@ def evaluate(
             'baseline': float(np.mean([r.is_unseen for r in known.base])),
         },
         'task_guess_accuracy': float(np.mean(guesses)),
-        'generalisation': generalisation(infer, known_test, ours_cal, rng),
+        'generalisation': generalisation(infer, known_test, known.ours, ours_cal, rng),
         'ours_score_ms_per_frame': 1000.0 * seconds / n_scored,
         'ours_fit_seconds': fit_seconds,
         'calibration_json_bytes': len(json.dumps(ours_cal.to_json())),
