@@ -312,10 +312,11 @@ def model_card(package: mp.ModelPackage) -> str:
             "Label a first batch of your robot's frames (Sedna dataset format: "
             '`rgb depth label` lines, see README "Dataset"), point a Sedna `Dataset` at it and '
             'run the `LifelongLearningJob` (`cloud/manifests/`, or locally `robo-lifelong-job '
-            'run`): with no deployed model its first round trains an initial model from that '
-            "data, evaluates it and deploys it; the robot's bridge installs it and perception "
-            'hot-swaps from this base model to it. `model_path:=DIR` starts a robot on any '
-            'package directory.',
+            'run`): with no deployed model its first round trains an initial model on that '
+            'data, starting from this base model (the train worker\'s `initial_model: "base"`; '
+            "empty: from an untrained net), evaluates it and deploys it; the robot's bridge "
+            'installs it and perception hot-swaps from this base model to it. '
+            '`model_path:=DIR` starts a robot on any package directory.',
             '',
         ]
     )

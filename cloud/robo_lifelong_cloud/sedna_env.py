@@ -125,6 +125,11 @@ class UserEnv:
     num_class: int = NUM_CLASSES
     image_height: int = 240  # training/inference input size (the robot camera's 424x240)
     image_width: int = 424
+    # What the initial training starts from: '' a seeded untrained net; ``base`` the base model
+    # shipped with the robot package (share/robo_lifelong/models/base); else a model package or
+    # deploy pointer (directory or s3:// URL). The job's first round then fine-tunes it on the
+    # initial dataset (a robot's own labelled frames) instead of learning the known tasks anew.
+    initial_model: str = ''
 
     @classmethod
     def from_environ(cls, environ: Mapping[str, str]) -> UserEnv:
@@ -142,6 +147,7 @@ class UserEnv:
             num_class=_parse(environ, ('num_class',), d.num_class, _positive_int),
             image_height=_parse(environ, ('image_height',), d.image_height, _positive_int),
             image_width=_parse(environ, ('image_width',), d.image_width, _positive_int),
+            initial_model=_parse(environ, ('initial_model',), d.initial_model, str.strip),
         )
 
 

@@ -1,7 +1,9 @@
 """The train worker's job: dataset -> (initial or incremental) training -> model package + pointer.
 
 Initial training when ``HAS_COMPLETED_INITIAL_TRAINING`` is not ``true`` (or ``CLOUD_KB_INDEX`` is
-empty, Sedna quirk §8.3 item 6: then we log it and train from scratch). Otherwise the parent
+empty, Sedna quirk §8.3 item 6: then we log it and train anew): from a seeded untrained net, or,
+with the job's ``initial_model`` set (``base``: the base model shipped with the robot package),
+fine-tuning that model on the initial dataset. Otherwise the parent
 package named by ``CLOUD_KB_INDEX`` (a deploy pointer or a package URL) is loaded, its classifier
 grown when the data has new label ids, and trained on the new samples mixed with old-task samples
 from the original dataset (rehearsal) while distilling the parent's outputs on the old classes
@@ -37,6 +39,7 @@ from dataclasses import dataclass
 from datetime import datetime, timezone
 from pathlib import Path
 
+from robo_lifelong import share
 from robo_lifelong.errors import ConfigError, DatasetError
 from robo_lifelong.io.dataset import Sample
 from robo_lifelong.labels import CLASSES, KNOWN_CLASS_IDS
@@ -83,6 +86,7 @@ MIN_HOLDOUT = 2  # per task: fit_calibration needs two frames of every known tas
 MIN_CALIBRATION_PER_TASK = 20
 REHEARSAL_RATIO = 0.67  # share of old-task frames in an update: two per new frame
 TARGET_FPR = 0.05
+SHIPPED_BASE_MODEL = 'base'  # initial_model's name for share/robo_lifelong/models/base
 
 
 @dataclass(frozen=True)
@@ -206,6 +210,23 @@ def _load_parent(env: SednaEnv, cache: Path) -> mp.ModelPackage | None:
     return model_store.open_model(env.cloud_kb_index, cache, env.s3, env.data_path_prefix)
 
 
+def _initial_package(env: SednaEnv, cache: Path) -> mp.ModelPackage | None:
+    """The package the job's ``initial_model`` names (None: train from an untrained net)."""
+    url = env.params.initial_model
+    if not url:
+        return None
+    if url == SHIPPED_BASE_MODEL:
+        url = str(share.find(share.BASE_MODEL))
+    package = model_store.open_model(url, cache, env.s3, env.data_path_prefix)
+    log.info(
+        'initial training starts from v%d (%s) at %s',
+        package.version,
+        package.content_hash[:12],
+        url,
+    )
+    return package
+
+
 def _parent_model(package: mp.ModelPackage) -> SegNet:
     if package.weights_path is None:
         raise ConfigError(
@@ -270,6 +291,8 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             height, width = parent.manifest['input']['height'], parent.manifest['input']['width']
         frames = load_frames(root, samples, height, width)
         parent_model = None if parent is None else _parent_model(parent)
+        initial = None if parent is not None else _initial_package(env, workdir / 'initial')
+        start_model = _parent_model(initial) if initial is not None else parent_model
         old_root, spare = root, []  # update: old-task samples neither rehearsed nor held out
         if parent is not None:
             exclude = {s.rgb for s in samples}
@@ -279,12 +302,18 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             frames += load_frames(old_root, rehearsed, height, width)
             used = {s.rgb for s in rehearsed}
             spare = [s for s in old if s.rgb not in used]
-        k = _num_classes(frames, params.num_class, parent_model)
-        if parent_model is None:
-            channels = 4 if all(f.depth_mm is not None for f in frames) else 3
+        k = _num_classes(frames, params.num_class, start_model)
+        channels = 4 if all(f.depth_mm is not None for f in frames) else 3
+        if start_model is None:
             model = build_model(SegNetConfig(num_classes=k, in_channels=channels), seed=0)
         else:
-            model = grow_classes(parent_model, k)
+            if initial is not None and start_model.config.in_channels != channels:
+                raise ConfigError(
+                    f'initial_model={params.initial_model}: it takes '
+                    f'{start_model.config.in_channels} input channels, the dataset has '
+                    f'{channels} (RGB-D is 4: every sample needs its depth image)'
+                )
+            model = grow_classes(start_model, k)
         train_frames, held = split_holdout(frames, params.train_ratio)
         if not train_frames:
             raise DatasetError(f'TRAIN_DATASET_URL={env.train_dataset_url}: no training frames')
@@ -333,6 +362,9 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             'seconds': round(result.seconds, 2),
             'incremental': parent is not None,
             'rehearsal_frames': len(frames) - len(samples),
+            'initial_model': None
+            if initial is None
+            else {'version': initial.version, 'content_hash': initial.content_hash},
             'calibration': calibrated,
             **training_fields(parent, reference),
         }

@@ -17,6 +17,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from robo_lifelong import share
 from robo_lifelong.io.dataset import load_sample, read_index
 from robo_lifelong.labels import class_id
 from robo_lifelong.models import package as mp
@@ -24,6 +25,7 @@ from robo_lifelong.models.runtime import SegmentationRuntime
 from robo_lifelong.sim.camera import CameraModel
 from robo_lifelong.sim.cli import write_dataset
 from robo_lifelong.transfer import model_store
+from robo_lifelong_cloud.model import model_from_weights
 from robo_lifelong_cloud.reference import REFERENCE_DIR, VERDICT_FILE, choose_reference
 from robo_lifelong_cloud.worker import EXIT_FAILED, run
 from tests.fakes.fake_lc import FakeLC
@@ -147,6 +149,53 @@ class Lineage:
     parent: mp.ModelPackage  # v1
     child: mp.ModelPackage  # v2
     deployed_pointer: bytes  # O/deploy/index.pkl after round 1
+
+
+def _encoder(package: mp.ModelPackage) -> np.ndarray:
+    """Every weight but the classifier's (its rows follow the classes), flattened."""
+    model = model_from_weights(
+        package.weights_path.read_bytes(), package.manifest['weights']['architecture']
+    )
+    state = model.state_dict()
+    return np.concatenate(
+        [
+            v.numpy().ravel()
+            for k, v in state.items()
+            if v.is_floating_point() and 'classifier' not in k
+        ]
+    )
+
+
+def test_initial_training_fine_tunes_the_shipped_base_model(
+    tmp_path: Path, datasets, fake_lc
+) -> None:
+    index = str(datasets['train'] / 'data.txt')
+    out = tmp_path / 'O' / 'train' / '1'
+    env = sedna_env(
+        fake_lc.url,
+        'train',
+        out,
+        TRAIN_DATASET_URL=index,
+        ORIGINAL_DATASET_URL=index,
+        initial_model='base',
+        epochs='1',
+    )
+    assert run('train', env) == 0
+    package = model_store.open_model(str(out / 'index.json'), tmp_path / 'cache')
+    base = mp.load_package(share.find(share.BASE_MODEL))
+    assert package.manifest['training']['initial_model'] == {
+        'version': base.version,
+        'content_hash': base.content_hash,
+    }
+    assert (package.manifest['version'], package.manifest['input']['height']) == (1, 64)
+    # a few steps from the base model's weights stay near them; a new net's are far away
+    tuned, start = _encoder(package), _encoder(base)
+    scratch = tmp_path / 'scratch'
+    assert run('train', {**env, 'OUTPUT_URL': str(scratch), 'initial_model': ''}) == 0
+    fresh = model_store.open_model(str(scratch / 'index.json'), tmp_path / 'cache2')
+    assert fresh.manifest['training']['initial_model'] is None
+    near, far = np.linalg.norm(tuned - start), np.linalg.norm(_encoder(fresh) - start)
+    assert near < 0.2 * far
 
 
 @pytest.fixture(scope='module')
@@ -452,6 +501,7 @@ def test_bad_dataset_fails_with_a_reason_naming_the_file(
             {'HAS_COMPLETED_INITIAL_TRAINING': 'true', 'CLOUD_KB_INDEX': '/nowhere/index.json'},
             '/nowhere/index.json',
         ),
+        ({'initial_model': '/nowhere/base'}, '/nowhere/base'),
     ],
 )
 def test_bad_environment_fails_with_a_reason(

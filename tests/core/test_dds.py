@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import sys
 import xml.etree.ElementTree as ET
 from pathlib import Path
 
 import pytest
 
+from robo_lifelong import share
 from robo_lifelong.errors import ConfigError
 from robo_lifelong.io import dds
 
@@ -22,8 +24,11 @@ def _fake_install(prefix: Path) -> Path:
     return config / dds.PROFILE_NAME
 
 
-def test_source_tree_profile_is_found_without_an_install(monkeypatch: pytest.MonkeyPatch) -> None:
+def test_source_tree_profile_is_found_without_an_install(
+    monkeypatch: pytest.MonkeyPatch, tmp_path: Path
+) -> None:
     monkeypatch.delenv('AMENT_PREFIX_PATH', raising=False)
+    monkeypatch.setattr(sys, 'prefix', str(tmp_path))  # no pip install there either
     path = dds.default_profile_path()
     assert path == Path(dds.__file__).resolve().parents[2] / 'config' / 'fastdds_shm.xml'
 
@@ -61,7 +66,8 @@ def test_profile_variables_follow_the_fast_dds_version(
 
 def test_missing_profile_raises(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
     monkeypatch.setenv('AMENT_PREFIX_PATH', str(tmp_path))
-    monkeypatch.setattr(dds, '_SOURCE_CONFIG', tmp_path / 'nowhere')
+    monkeypatch.setattr(sys, 'prefix', str(tmp_path / 'no-prefix'))
+    monkeypatch.setattr(share, 'SOURCE_DIR', tmp_path / 'nowhere')
     with pytest.raises(ConfigError, match='fastdds_shm.xml'):
         dds.default_profile_path()
 

@@ -18,7 +18,7 @@ from __future__ import annotations
 import base64
 import copy
 import json
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from functools import cache
 from pathlib import Path
@@ -255,16 +255,25 @@ def _check_references(
 
 
 def with_overrides(
-    manifests: Manifests, dataset_url: str | None = None, output_dir: str | None = None
+    manifests: Manifests,
+    dataset_url: str | None = None,
+    output_dir: str | None = None,
+    worker_env: Mapping[str, str] | None = None,
 ) -> Manifests:
     """A copy with the Dataset's ``spec.url`` and/or the job's ``spec.outputDir`` replaced and
-    re-checked (the local default manifests point at fixed host paths)."""
+    re-checked (the local default manifests point at fixed host paths); ``worker_env`` sets
+    these variables in the train and eval workers' containers (added or replaced)."""
     dataset = copy.deepcopy(manifests.dataset)
     job = copy.deepcopy(manifests.job)
     if dataset_url:
         dataset['spec']['url'] = dataset_url
     if output_dir:
         job['spec']['outputDir'] = output_dir
+    for stage in ('trainSpec', 'evalSpec') if worker_env else ():
+        for container in job['spec'][stage]['template'].get('spec', {}).get('containers') or []:
+            env = [e for e in container.get('env', []) if e['name'] not in worker_env]
+            env += [{'name': k, 'value': v} for k, v in worker_env.items()]
+            container['env'] = env
     where = f'{manifests.source} (with command-line overrides)'
     _check_references(dataset, where, job, where, manifests.secrets)
     return Manifests(dataset, job, manifests.secrets, manifests.source)

@@ -2,7 +2,8 @@
 
 0. The simulator renders an initial dataset of the known tasks into the Dataset's directory.
 1. The local controller runs the job from ``cloud/manifests/demo``: the trigger fires on the
-   initial samples, Train -> Eval -> Deploy; the deploy pointer lands in ``O/deploy/index.pkl``.
+   initial samples, Train (fine-tuning the base model shipped with the robot package) -> Eval ->
+   Deploy; the deploy pointer lands in ``O/deploy/index.pkl``.
 2. The robot (sim camera, perception, bridge as ROS 2 processes) drives the route known ->
    unseen -> known with the deployed model: alarms, samples spooled and uploaded.
 3. The uploaded samples are annotated from the SIMULATOR'S GROUND TRUTH (the stand-in for a
@@ -92,6 +93,20 @@ class DemoConfig:
         return 120 if self.quick else 240
 
     rate_hz: float = 15.0  # the camera's
+
+    @property
+    def worker_env(self) -> dict[str, str]:
+        """The job's worker variables the run overrides: the quick run trains at its half size
+        from an untrained net (the shipped base model, trained at 240x424, segments half-size
+        frames poorly: fine-tuned there for the quick run's 300 steps it lost 5 points on an old
+        task in round 2 and the update was refused)."""
+        if not self.quick:
+            return {}
+        return {
+            'image_height': str(self.height),
+            'image_width': str(self.width),
+            'initial_model': '',
+        }
 
     @property
     def frames_per_task(self) -> int:
@@ -188,7 +203,9 @@ class Progress:
 class JobRunner:
     """The local controller in a background thread, and waits on its conditions."""
 
-    def __init__(self, paths: DemoPaths, backend: Backend, progress: Progress) -> None:
+    def __init__(
+        self, cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progress
+    ) -> None:
         manifests = load_manifests(
             [
                 MANIFEST_DIR / 'secret.yaml',
@@ -200,6 +217,7 @@ class JobRunner:
             with_credentials(manifests, backend),
             join(paths.storage_url, 'data.txt'),
             paths.output_dir,
+            cfg.worker_env,
         )
         config = ControllerConfig(state_dir=paths.state, tick_s=1.0, dataset_poll_s=2.0)
         self.controller = Controller(manifests, config)
@@ -460,7 +478,7 @@ def _cycle(cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progre
         rate_hz=cfg.rate_hz,
         s3=backend.s3,
     )
-    job = JobRunner(paths, backend, progress)
+    job = JobRunner(cfg, paths, backend, progress)
     counts: dict = {'annotated': 0, 'rounds': []}
     with Robot(robot_cfg) as robot:
         job.start()

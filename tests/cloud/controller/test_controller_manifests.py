@@ -163,3 +163,17 @@ def test_overrides_are_checked() -> None:
     assert manifests.job['spec']['outputDir'] == 's3://b/out'
     with pytest.raises(ConfigError, match='must be absolute'):
         with_overrides(manifests, output_dir='out')
+
+
+def test_worker_env_overrides_replace_or_add_in_both_workers() -> None:
+    manifests = load_manifests([MANIFESTS])
+    changed = with_overrides(manifests, worker_env={'epochs': '2', 'image_width': '212'})
+    for stage in ('trainSpec', 'evalSpec'):
+        (container,) = changed.job['spec'][stage]['template']['spec']['containers']
+        env = [(e['name'], e['value']) for e in container['env']]
+        names = [name for name, _ in env]
+        assert len(names) == len(set(names)), env  # replaced, not doubled
+        assert ('epochs', '2') in env and ('image_width', '212') in env
+    before = manifests.job['spec']['trainSpec']['template']['spec']['containers'][0]['env']
+    assert ('epochs', '2') not in [(e['name'], e['value']) for e in before]  # a copy
+    assert with_overrides(manifests).job == manifests.job

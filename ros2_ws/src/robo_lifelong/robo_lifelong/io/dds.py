@@ -10,41 +10,21 @@ import os
 import re
 from pathlib import Path
 
-from robo_lifelong.errors import ConfigError
+from robo_lifelong import share
 
 log = logging.getLogger(__name__)
 
-PACKAGE = 'robo_lifelong'
 PROFILE_NAME = 'fastdds_shm.xml'
 PROFILES_ENV = 'FASTDDS_DEFAULT_PROFILES_FILE'
 # Fast DDS 2.x (rmw_fastrtps_cpp < 9: Humble, Jazzy) reads the profile only from this name; 3.x
 # warns at every start when it is set. Without the profile big images are lost (see the XML).
 LEGACY_PROFILES_ENV = 'FASTRTPS_DEFAULT_PROFILES_FILE'
-# robo_lifelong/io/dds.py -> <package source dir>/config/ in a checkout (or a develop install)
-_SOURCE_CONFIG = Path(__file__).resolve().parents[2] / 'config'
-
-
-def _installed_config() -> Path | None:
-    try:
-        from ament_index_python.packages import get_package_share_directory
-    except ImportError:
-        return None
-    try:
-        return Path(get_package_share_directory(PACKAGE)) / 'config'
-    # PackageNotFoundError is a LookupError; an unset AMENT_PREFIX_PATH raises OSError
-    except (LookupError, OSError) as e:
-        log.debug('%s not in the ament index: %s', PACKAGE, e)
-        return None
 
 
 def default_profile_path() -> Path:
-    """The Fast DDS profile file: the installed ``share/robo_lifelong/config`` copy if the
-    package is in the ament index, else the one in the source tree. ConfigError if neither."""
-    candidates = [d / PROFILE_NAME for d in (_installed_config(), _SOURCE_CONFIG) if d]
-    for path in candidates:
-        if path.is_file():
-            return path
-    raise ConfigError(f'Fast DDS profile {PROFILE_NAME!r} not found; looked at {candidates!r}')
+    """The Fast DDS profile file: the installed ``share/robo_lifelong/config`` copy, else the one
+    in the source tree (``share.find``). ConfigError if there is none."""
+    return share.find(f'config/{PROFILE_NAME}')
 
 
 def _rmw_fastrtps_major() -> int | None:
