@@ -87,8 +87,12 @@ def test_distillation_is_zero_for_the_teacher_itself_and_skips_new_class_pixels(
     torch.manual_seed(0)
     teacher = torch.randn(2, 5, 4, 6)
     target = torch.zeros(2, 32, 48, dtype=torch.long)
-    student = torch.cat([teacher, torch.randn(2, 2, 4, 6)], dim=1)  # two new rows
+    silent = torch.full((2, 2, 4, 6), -60.0)  # two new rows the student never picks
+    student = torch.cat([teacher, silent], dim=1)
     assert float(distillation_loss(student, teacher, target, 2.0)) == pytest.approx(0, abs=1e-6)
+    # the same old rows, but a new class taking the pixels the teacher gave to old ones: costs
+    painted = torch.cat([teacher, teacher.amax(dim=1, keepdim=True).expand(2, 2, 4, 6) + 2], dim=1)
+    assert float(distillation_loss(painted, teacher, target, 2.0)) > 1.0
     other = torch.cat([torch.randn(2, 5, 4, 6), torch.zeros(2, 2, 4, 6)], dim=1)
     assert float(distillation_loss(other, teacher, target, 2.0)) > 0.1
     # every pixel labelled with a new class (id 6 >= 5 teacher classes): nothing to distil
