@@ -23,7 +23,7 @@ from robo_lifelong_cloud.demo.backend import open_backend
 from robo_lifelong_cloud.demo.loop import ROUND_TASKS, DemoConfig, run_demo
 from robo_lifelong_cloud.demo.report import FORGETTING_TARGET_POINTS, write_report
 
-ROUNDS = 3  # known; night + construction; snow
+ROUNDS = 4  # known; night + construction; snow; dusk
 TARGETS = {
     'bwt_points_min': -FORGETTING_TARGET_POINTS,
     'round_seconds_max': 600.0,  # each round on 2 cores

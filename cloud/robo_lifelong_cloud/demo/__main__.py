@@ -40,7 +40,7 @@ def _parser() -> argparse.ArgumentParser:
         type=int,
         default=2,
         help='lifelong rounds: 1 trains the known tasks, 2 learns night + construction, '
-        '3 snow (default 2)',
+        '3 snow, 4 dusk (default 2)',
     )
     parser.add_argument('--out', type=Path, default=Path('demo_output'), help='output directory')
     parser.add_argument(

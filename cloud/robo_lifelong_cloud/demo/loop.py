@@ -55,9 +55,13 @@ NEW_CLASS_TASK = 'construction'  # the unseen task with new classes (barrier, tr
 # What each round learns: round 1 the known tasks (the initial dataset), each later one the tasks
 # of the route's unseen stretch its drive collected samples on. Night changes the whole image; the
 # construction site only adds objects (the new classes); snow comes a round later, so one task
-# stays unseen while others are learned. (A dusk round after snow collected 8 samples, fewer than
-# the trigger's 13: the demo's small model, having learned night, took most of dusk for known.)
-ROUND_TASKS: tuple[tuple[str, ...], ...] = (KNOWN_TASKS, ('night', NEW_CLASS_TASK), ('snow',))
+# stays unseen while others are learned; dusk (low sun, long shadows, haze) last.
+ROUND_TASKS: tuple[tuple[str, ...], ...] = (
+    KNOWN_TASKS,
+    ('night', NEW_CLASS_TASK),
+    ('snow',),
+    ('dusk',),
+)
 ANNOTATION_TOLERANCE_NS = 1_000_000
 MIN_SAMPLES = 13  # floor(trainProb 0.8 * 13) = 10 new training lines > 9, the demo trigger
 ALARM_LEVELS = {0: 'OK', 1: 'WARN', 2: 'ERROR', 3: 'STALE'}  # DiagnosticStatus levels

@@ -4,8 +4,11 @@ The simulator knows every pixel's class; perception must not. The sim camera sto
 published frame's labels here so that a later annotation step (the stand-in for a human
 labeller) can fetch them by the stamp of an uploaded sample. Layout of ``directory``:
 ``<stamp_ns>.png`` (8-bit label ids) and ``<stamp_ns>.json`` (``{"stamp_ns", "task"}``), both
-written atomically; the JSON is written last, so a frame exists once its JSON does. Only the
-newest ``max_frames`` frames are kept. One writer per directory; readers may be other processes.
+written atomically; the JSON is written last, so a frame exists once its JSON does. Writing
+keeps only the newest ``max_frames`` frames (an earlier run's count too); opening a store to read
+deletes nothing (the annotation step's reader, opened with the default bound, once evicted the
+first drive's frames of a four-round demo). One writer per directory; readers may be other
+processes.
 """
 
 from __future__ import annotations
@@ -37,7 +40,6 @@ class GroundTruthStore:
         self.storage = LocalStorage(directory)
         self.max_frames = max_frames
         self._kept = deque(self.stamps())  # oldest first; frames of an earlier run count too
-        self._evict()
 
     def __repr__(self) -> str:
         return f'GroundTruthStore({self.storage.url!r}, max_frames={self.max_frames!r})'
