@@ -99,7 +99,7 @@ def test_known_frame_gives_labels_scores_terrain_and_gait(slot: ModelSlot) -> No
     assert r.alarm.level == AlarmLevel.OK and r.alarm.model_version == r.model_version
     assert r.terrain.to_json()['curr'] in ('road', 'sidewalk', 'curb', 'other')
     assert r.gait.gait != Gait.STOP
-    assert r.collected is None and r.infer_s <= r.total_s
+    assert r.collected is None and 0.0 < r.model_s <= r.infer_s <= r.total_s
 
 
 @pytest.mark.cloud  # the calibrated package is fitted by robo_lifelong_cloud

@@ -10,6 +10,7 @@ one.
 from __future__ import annotations
 
 import logging
+import time
 from dataclasses import dataclass
 
 import cv2
@@ -42,6 +43,7 @@ class Inference:
     logits: np.ndarray  # (C, h, w) float32 at the model's output stride
     embedding: np.ndarray  # (D,) float32
     unseen: UnseenResult | None
+    model_s: float  # wall time of the network alone (session.run), without pre/post-processing
 
 
 def preprocess(rgb: np.ndarray, depth_mm: np.ndarray | None, input_spec: dict) -> np.ndarray:
@@ -102,11 +104,13 @@ class SegmentationRuntime:
     def infer(self, rgb: np.ndarray, depth_mm: np.ndarray | None = None) -> Inference:
         x = preprocess(rgb, depth_mm, self.input_spec)
         size = np.array(rgb.shape[:2], np.int64)
+        started = time.perf_counter()
         logits, embedding, labels = self.session.run(
             self._output_names, {self.input_spec['name']: x, self._size_input: size}
         )
+        model_s = time.perf_counter() - started
         logits, embedding, labels = logits[0], embedding[0], labels[0]
         unseen = None
         if self.calibration is not None:
             unseen = score_frame(self.calibration, embedding, logits)
-        return Inference(labels, logits, embedding, unseen)
+        return Inference(labels, logits, embedding, unseen, model_s)

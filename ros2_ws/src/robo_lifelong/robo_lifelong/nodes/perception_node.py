@@ -138,7 +138,8 @@ class _Stats:
     def __init__(self) -> None:
         self.received = self.dropped = 0
         self.latency_s: deque[float] = deque(maxlen=100)  # receipt -> outputs published
-        self.infer_s: deque[float] = deque(maxlen=100)
+        self.infer_s: deque[float] = deque(maxlen=100)  # runtime.infer
+        self.model_s: deque[float] = deque(maxlen=100)  # the network alone
 
     def key_values(self, counts: FrameCounts) -> list[tuple[str, str]]:
         def ms(values: deque[float], q: float) -> str:
@@ -153,6 +154,7 @@ class _Stats:
             ('latency_ms_p50', ms(self.latency_s, 0.5)),
             ('latency_ms_p95', ms(self.latency_s, 0.95)),
             ('inference_ms_p50', ms(self.infer_s, 0.5)),
+            ('model_ms_p50', ms(self.model_s, 0.5)),
             ('samples_collected', str(counts.collected)),
             ('samples_spooled', str(counts.spooled)),
             ('samples_refused', str(counts.refused)),
@@ -323,6 +325,7 @@ class PerceptionNode(Node):
         self._publish(msg.header, out)
         self.recorder.frame(now, out.result)
         self.stats.infer_s.append(out.result.infer_s)
+        self.stats.model_s.append(out.result.model_s)
         self.stats.latency_s.append((time.monotonic_ns() - received_ns) * 1e-9)
 
     def _publish(self, header: Header, out: FrameOutputs) -> None:

@@ -116,7 +116,8 @@ class FrameResult:
     gait: GaitAdvice
     collected: str | None  # id of the sample submitted for spooling from this frame
     samples: tuple[SampleOutcome, ...]  # spool outcomes that completed since the last call
-    infer_s: float  # runtime.infer wall time
+    infer_s: float  # runtime.infer wall time: preprocessing, the network, unseen scoring
+    model_s: float  # the network alone (the node's overhead is judged against it)
     total_s: float  # the whole process() wall time
 
 
@@ -216,8 +217,9 @@ class Pipeline:
             return FrameOutcome(None)
         depth_mm, issues = read_depth(depth, rgb.shape[:2])
         self._last_stamp = stamp
+        infer_started = time.perf_counter()
         inferred = model.runtime.infer(rgb, depth_mm)
-        infer_s = time.perf_counter() - started
+        infer_s = time.perf_counter() - infer_started
         unseen, threshold = inferred.unseen, model.threshold
         evidence = None if camera.held else unseen  # a camera fault is no unseen task
         status, changed = self.alarm.update(
@@ -253,6 +255,7 @@ class Pipeline:
             collected=collected,
             samples=tuple(samples),
             infer_s=infer_s,
+            model_s=inferred.model_s,
             total_s=time.perf_counter() - started,
         )
         return FrameOutcome(result, tuple(issues))
