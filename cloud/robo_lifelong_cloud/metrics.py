@@ -44,12 +44,17 @@ def confusion(
 
 
 def _summary(conf: np.ndarray) -> dict:
+    """mIoU averages the classes in the ground truth. A class only predicted (a task that never
+    shows it) is in ``per_class`` with IoU 0 and costs through the IoU of the classes its pixels
+    belong to, not as a class of its own: as one, 20 stray barrier pixels in 225 sunny route
+    frames (0.0001 % of them) cost the task 4.5 mIoU points, the size of real forgetting."""
     tp = np.diag(conf).astype(np.float64)
     union = conf.sum(axis=0) + conf.sum(axis=1) - tp
     present = np.flatnonzero(union > 0)
+    in_truth = np.flatnonzero(conf.sum(axis=1) > 0)
     per_class = {class_name(int(k)): float(tp[k] / union[k]) for k in present}
     return {
-        'miou': float(np.mean(tp[present] / union[present])),
+        'miou': float(np.mean(tp[in_truth] / union[in_truth])),
         'pixel_accuracy': float(tp.sum() / conf.sum()),
         'per_class': per_class,
     }

@@ -61,6 +61,16 @@ def test_iou_report_hand_computed():
     json.dumps(report, allow_nan=False)  # absent classes are omitted, never NaN
 
 
+def test_miou_averages_the_classes_of_the_ground_truth() -> None:
+    # road everywhere; 1 pixel in 100 predicted as barrier (22), a class this task never shows
+    target = np.zeros((10, 10), np.uint8)
+    pred = target.copy()
+    pred[0, 0] = 22
+    sunny = iou_report({'sunny': confusion(pred, target, 24)})['per_task']['sunny']
+    assert sunny['per_class'] == pytest.approx({'road': 0.99, 'barrier': 0.0})  # reported
+    assert sunny['miou'] == pytest.approx(0.99)  # the stray pixel costs road, not a class slot
+
+
 def test_iou_report_without_labelled_pixels_is_an_error():
     with pytest.raises(DatasetError, match='no labelled pixels'):
         iou_report({'sunny': np.zeros((3, 3), np.int64)})
