@@ -323,10 +323,11 @@ class PerceptionNode(Node):
         if out.result is None:
             return  # refused, or no model yet: the tick reports STALE
         self._publish(msg.header, out)
+        # latency ends where the outputs are out: the event recorder's bookkeeping comes after
+        self.stats.latency_s.append((time.monotonic_ns() - received_ns) * 1e-9)
         self.recorder.frame(now, out.result)
         self.stats.infer_s.append(out.result.infer_s)
         self.stats.model_s.append(out.result.model_s)
-        self.stats.latency_s.append((time.monotonic_ns() - received_ns) * 1e-9)
 
     def _publish(self, header: Header, out: FrameOutputs) -> None:
         r: FrameResult = out.result
