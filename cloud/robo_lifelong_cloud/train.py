@@ -85,12 +85,6 @@ MIN_HOLDOUT = 2  # per task: fit_calibration needs two frames of every known tas
 # rehearsal set; below it the worker says so in its log and in the manifest.
 MIN_CALIBRATION_PER_TASK = 20
 REHEARSAL_RATIO = 0.67  # share of old-task frames in an update: two per new frame
-# An update's classes weigh (median / frequency) ** 0.25, half the initial training's power:
-# replaying the demo's round 2 at 240x424 (night + construction on the fine-tuned base model),
-# the old tasks moved -5.3 / -3.7 / -3.4 mIoU points on fresh frames with 0.5 and -4.6 / +1.6 /
-# -1.9 with 0.25 (sunny's loss is one close-up red car taken for a barrier in both), the new
-# tasks learned as much (barrier IoU 0.92 both, cone 0.70 / 0.68).
-UPDATE_CLASS_BALANCE = 0.25
 TARGET_FPR = 0.05
 SHIPPED_BASE_MODEL = 'base'  # initial_model's name for share/robo_lifelong/models/base
 
@@ -326,7 +320,9 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
         cfg = config or TrainConfig(
             epochs=params.epochs,
             min_iters=params.min_iterations,
-            class_balance=TrainConfig.class_balance if parent is None else UPDATE_CLASS_BALANCE,
+            class_balance=TrainConfig.class_balance
+            if parent is None
+            else params.update_class_balance,
         )
         log.info(
             '%s training: %d train / %d held-out frames, %d classes, %dx%d, %d channels',

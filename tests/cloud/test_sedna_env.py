@@ -116,6 +116,7 @@ def test_require_names_every_missing_variable() -> None:
         ('operator', '=>'),
         ('image_width', '1.5'),
         ('min_iterations', '-1'),
+        ('update_class_balance', '2'),
     ],
 )
 def test_malformed_values_name_the_variable(name: str, value: str) -> None:

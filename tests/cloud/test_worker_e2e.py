@@ -249,7 +249,7 @@ def test_incremental_round_adds_a_task_and_its_classes(lineage: Lineage) -> None
     assert child.manifest['classes'][: parent.num_classes] == parent.manifest['classes']
     training = child.manifest['training']
     assert training['rehearsal_frames'] > 0  # old tasks were rehearsed
-    # an update weighs rare classes less than the initial training (train.UPDATE_CLASS_BALANCE)
+    # an update weighs rare classes less than the initial training (update_class_balance)
     assert (parent.manifest['training']['class_balance'], training['class_balance']) == (0.5, 0.25)
     # the deployed parent is the reference: recorded (hash-covered) and copied next to the child
     assert training['parent'] == {'version': 1, 'content_hash': parent.content_hash}
