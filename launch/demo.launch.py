@@ -17,7 +17,8 @@ from launch.substitutions import LaunchConfiguration
 from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
-PACKAGE = 'robo_lifelong'
+from robo_lifelong.share import PACKAGE
+
 # what the sim camera node publishes (nodes/sim_camera_node.py), relative to its namespace
 CAMERA_RGB = 'camera/color/image_raw'
 CAMERA_DEPTH = 'camera/aligned_depth_to_color/image_raw'

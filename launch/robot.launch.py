@@ -34,8 +34,7 @@ from launch_ros.actions import Node
 from launch_ros.parameter_descriptions import ParameterValue
 
 from robo_lifelong.io.dds import LEGACY_PROFILES_ENV, PROFILES_ENV, profile_env_names
-
-PACKAGE = 'robo_lifelong'
+from robo_lifelong.share import BASE_MODEL, PACKAGE
 
 
 def generate_launch_description() -> LaunchDescription:
@@ -61,7 +60,7 @@ def generate_launch_description() -> LaunchDescription:
         ),
         DeclareLaunchArgument(
             'model_path',
-            default_value=os.path.join(share, 'models', 'base'),
+            default_value=os.path.join(share, BASE_MODEL),
             description='model package to start with until the bridge installs one (default: '
             "the shipped base model, see its MODEL_CARD.md; '' for none)",
         ),

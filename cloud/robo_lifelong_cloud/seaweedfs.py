@@ -149,7 +149,9 @@ class SeaweedS3:
             '-master.telemetry=false',
             # small volumes keep the preallocated files of a test server small
             '-master.volumeSizeLimitMB=256',
-            '-volume.max=0',
+            # a fixed count: 0 (auto) sizes it from the free disk, and on a filling disk writes
+            # then fail with 'no free volumes left' (a bucket takes seven; their files grow lazily)
+            '-volume.max=1000',
         ]
         for service in _SERVICES:
             cmd.append(f'-{service}.port={self.ports[service]}')
