@@ -4,8 +4,12 @@ Fast-SCNN layout: a shallow "learning to downsample" path to stride 8 (full-deta
 path of MobileNetV2 inverted residuals to stride 32 with LR-ASPP's global-context gate, fused at
 stride 8 where a 1x1 classifier emits the logits. The logits stay at stride 8 (``OUTPUT_STRIDE``);
 the exported graph upsamples them to the frame's size and takes the argmax there (``export.py``).
-``embedding`` is the global average of the deep features: the image-level input of unseen-task
-recognition.
+``embedding`` is the image-level input of unseen-task recognition: the global averages of the deep
+(stride-32) features and of the shallow stride-8 ones, side by side. The deep features alone are
+what segmentation makes invariant: once an update learned night, dusk and snow frames sat among
+the known ones there (AUROC 0.93 / 0.96 after the demo's second round, 0.90 after its third);
+the shallow features still see light, colour and texture, and with them those tasks separate
+(1.0 / 1.0, and 1.0) while the known frames stay as quiet.
 
 Logit row ``k`` is label-map id ``k``; ``grow_classes`` adds rows for new ids and keeps the old
 ones, so an incremental update never changes what an old id means.
@@ -46,8 +50,16 @@ class SegNetConfig:
         return max(8, int(round(base * self.width / 8)) * 8)
 
     @property
-    def embedding_dim(self) -> int:
+    def deep_dim(self) -> int:
         return self.channels(128)
+
+    @property
+    def shallow_dim(self) -> int:
+        return self.channels(48)
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.deep_dim + self.shallow_dim
 
 
 def _conv_bn(cin: int, cout: int, k: int = 3, stride: int = 1, groups: int = 1) -> nn.Sequential:
@@ -93,22 +105,22 @@ class SegNet(nn.Module):
         self.downsample = nn.Sequential(
             _conv_bn(config.in_channels, c(16), 3, 2),
             _DSConv(c(16), c(32), 2),
-            _DSConv(c(32), c(48), 2),
+            _DSConv(c(32), config.shallow_dim, 2),
         )
         self.deep = nn.Sequential(
-            _InvertedResidual(c(48), c(64), 2),
+            _InvertedResidual(config.shallow_dim, c(64), 2),
             _InvertedResidual(c(64), c(64), 1),
             _InvertedResidual(c(64), c(96), 2),
             _InvertedResidual(c(96), c(96), 1),
-            _conv_bn(c(96), config.embedding_dim, 1),
+            _conv_bn(c(96), config.deep_dim, 1),
         )
         # LR-ASPP: image-level context as a channel gate on the deep features
         self.context = nn.Sequential(
-            nn.AdaptiveAvgPool2d(1), nn.Conv2d(config.embedding_dim, c(64), 1), nn.Sigmoid()
+            nn.AdaptiveAvgPool2d(1), nn.Conv2d(config.deep_dim, c(64), 1), nn.Sigmoid()
         )
-        self.deep_proj = _conv_bn(config.embedding_dim, c(64), 1)
+        self.deep_proj = _conv_bn(config.deep_dim, c(64), 1)
         self.skip_proj = nn.Sequential(
-            nn.Conv2d(c(48), c(64), 1, bias=False), nn.BatchNorm2d(c(64))
+            nn.Conv2d(config.shallow_dim, c(64), 1, bias=False), nn.BatchNorm2d(c(64))
         )
         self.fuse = _DSConv(c(64), c(64))
         self.classifier = nn.Conv2d(c(64), config.num_classes, 1)
@@ -116,7 +128,7 @@ class SegNet(nn.Module):
     def forward(self, image: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         skip = self.downsample(image)
         deep = self.deep(skip)
-        embedding = deep.mean(dim=(2, 3))
+        embedding = torch.cat([deep.mean(dim=(2, 3)), skip.mean(dim=(2, 3))], dim=1)
         gated = self.deep_proj(deep) * self.context(deep)
         up = F.interpolate(gated, size=skip.shape[2:], mode='bilinear', align_corners=False)
         fused = self.fuse(F.relu(up + self.skip_proj(skip)))

@@ -26,6 +26,21 @@ def test_outputs_are_low_resolution_logits_and_pooled_embedding(channels: int) -
     assert embedding.shape == (2, config.embedding_dim)
 
 
+def test_embedding_holds_the_pooled_deep_and_shallow_features() -> None:
+    """The shallow half is what keeps a learned condition from hiding a similar unseen one
+    (model module doc); the base model's weights load unchanged."""
+    config = SegNetConfig(num_classes=7)
+    model = build_model(config, seed=0).eval()
+    x = torch.randn(1, 3, 64, 112)
+    with torch.no_grad():
+        shallow = model.downsample(x)
+        deep = model.deep(shallow)
+        _, embedding = model(x)
+    assert config.embedding_dim == config.deep_dim + config.shallow_dim
+    torch.testing.assert_close(embedding[0, : config.deep_dim], deep.mean(dim=(2, 3))[0])
+    torch.testing.assert_close(embedding[0, config.deep_dim :], shallow.mean(dim=(2, 3))[0])
+
+
 def test_odd_input_sizes_round_up() -> None:
     model = build_model(SegNetConfig(num_classes=3), seed=0).eval()
     with torch.no_grad():

@@ -2,10 +2,11 @@
 
 Our method fuses two kinds of evidence into one calibrated score:
 
-* image level: the globally pooled embedding is compared with each known task's mean under a
-  shared within-task covariance (Mahalanobis distance, the argmin is the task guess). The
-  covariance is stored low rank (top ``rank`` eigenvectors plus one isotropic residual variance,
-  as in probabilistic PCA) so the calibration stays small for D = 64-256;
+* image level: the globally pooled embedding (deep and shallow features side by side: the deep
+  ones alone become blind to conditions close to a learned one) is compared with each known
+  task's mean under a shared within-task covariance (Mahalanobis distance, the argmin is the task
+  guess). The covariance is stored low rank (top ``rank`` eigenvectors plus one isotropic
+  residual variance, as in probabilistic PCA) so the calibration stays small for D = 64-256;
 * pixel level: standardized max logits (max logit minus its mean for the predicted class, over its
   standard deviation); minus that is the anomaly map. The statistics are per known task, because
   tasks differ in how sure the net is (a dark night frame has lower max logits everywhere than a
