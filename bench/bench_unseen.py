@@ -8,7 +8,7 @@ Reported per unseen task, for both methods:
 
 * image level: AUROC and FPR at 95 % TPR (unseen frames positive, known test frames negative),
   and the detection rate at the calibrated threshold;
-* pixel level: average precision of the anomaly maps (ours: minus the standardized max logit;
+* pixel level: average precision of the anomaly maps (ours: minus the max logit;
   baseline: the classifier's OOD probability), at the logits' resolution. Positives are the
   pixels of classes the model never learned (the construction task's barriers and cones); a task
   without such classes (night, snow) is out of distribution as a whole, so all its pixels are

@@ -2,9 +2,8 @@
 
 The train worker fits it on held-out known-task frames and ships it in the model package; the
 robot only reads and scores with it. The method (image-level Mahalanobis distance, pixel-level
-standardized max logits, with per-task class statistics, over half the image and over its most
-anomalous few %, out-of-fold thresholds) is described in ``robo_lifelong.models.unseen``;
-this module computes its statistics.
+max logits over half the image and over its most anomalous few %, out-of-fold thresholds) is
+described in ``robo_lifelong.models.unseen``; this module computes its statistics.
 """
 
 from __future__ import annotations
@@ -19,7 +18,6 @@ from robo_lifelong.models.unseen import (
     METHOD,
     EmbeddingModel,
     UnseenCalibration,
-    max_logit_map,
     pixel_evidence,
 )
 
@@ -27,61 +25,12 @@ log = logging.getLogger(__name__)
 
 DEFAULT_TARGET_FPR = 0.05
 
-# fewer predicted pixels than this in a task's frames: the class uses its statistics over every
-# task's frames, and with fewer there too, those of all pixels
-_MIN_CLASS_PIXELS = 64
 _EPS = 1e-6
 
 
 def _check_fpr(value: float) -> None:
     if not 0.0 < value < 0.5:
         raise ConfigError(f'target_fpr must be in (0, 0.5), got {value!r}')
-
-
-# ---------------------------------------------------------------------------------------------
-# Pixel level
-
-
-def _class_moments(top: np.ndarray, pred: np.ndarray, num_classes: int) -> np.ndarray:
-    """(3, C+1) pixel count, sum and sum of squares of the max logit per predicted class; the
-    last column is over all pixels."""
-    p, t = pred.ravel(), top.ravel().astype(np.float64)
-    out = np.empty((3, num_classes + 1))
-    out[0, :-1] = np.bincount(p, minlength=num_classes)
-    out[1, :-1] = np.bincount(p, weights=t, minlength=num_classes)
-    out[2, :-1] = np.bincount(p, weights=t * t, minlength=num_classes)
-    out[:, -1] = (t.size, t.sum(), (t * t).sum())
-    return out
-
-
-def _moments_to_stats(
-    moments: np.ndarray, fallback: tuple[np.ndarray, np.ndarray] | None = None
-) -> tuple[np.ndarray, np.ndarray]:
-    """(C,) max-logit mean and std per class from (3, C+1) moments; a class with too few pixels
-    takes ``fallback``'s (mean, std), else the all-pixel column's."""
-    count = np.maximum(moments[0], 1.0)
-    mean = moments[1] / count
-    std = np.sqrt(np.maximum(moments[2] / count - mean**2, 0.0))
-    all_mean, all_std = mean[-1], max(std[-1], _EPS)
-    rare = moments[0, :-1] < _MIN_CLASS_PIXELS
-    mean, std = mean[:-1].copy(), np.maximum(std[:-1], 0.05 * all_std)
-    if fallback is None:
-        mean[rare], std[rare] = all_mean, all_std
-    else:
-        mean[rare], std[rare] = fallback[0][rare], fallback[1][rare]
-    return mean, std
-
-
-def _task_stats(
-    moments: np.ndarray, task_idx: np.ndarray, num_tasks: int
-) -> tuple[np.ndarray, np.ndarray]:
-    """(T, C) per-task max-logit mean and std from per-frame (N, 3, C+1) moments."""
-    pooled = _moments_to_stats(moments.sum(axis=0))
-    stats = [
-        _moments_to_stats(moments[task_idx == t].sum(axis=0), pooled) for t in range(num_tasks)
-    ]
-    mean, std = (np.stack(parts).astype(np.float32) for parts in zip(*stats, strict=True))
-    return mean, std
 
 
 # ---------------------------------------------------------------------------------------------
@@ -188,38 +137,31 @@ def fit_calibration(
     if counts.min() < 2:
         raise ConfigError(f'task {known[int(counts.argmin())]!r} has fewer than 2 frames')
     num_folds = int(min(num_folds, counts.min()))
-    num_classes = int(np.shape(logits_list[0])[0])
-    maps = [max_logit_map(np.asarray(lg)) for lg in logits_list]
-    moments = np.stack([_class_moments(top, pred, num_classes) for top, pred in maps])
     fold = _folds(task_idx, num_folds)
 
     d2_oof = np.empty(len(tasks))
-    pix_oof = np.empty(len(tasks))
-    obj_oof = np.empty(len(tasks))
     for f in range(num_folds):
         held, rest = fold == f, fold != f
         model = _fit_embedding(embeddings[rest], task_idx[rest], len(known), rank, shrinkage)
         d2_oof[held] = model.sq_distances(embeddings[held]).min(axis=1)
-        mean, std = _task_stats(moments[rest], task_idx[rest], len(known))
-        for i in np.flatnonzero(held):
-            pix_oof[i], obj_oof[i], _ = pixel_evidence(
-                *maps[i], mean, std, top_fraction, object_fraction
-            )
+    # the pixel evidences fit nothing per frame: only their thresholds come from these frames
+    pixel = [pixel_evidence(np.asarray(lg), top_fraction, object_fraction) for lg in logits_list]
+    pixel_raw = np.array([p for p, _, _ in pixel])
+    object_raw = np.array([o for _, o, _ in pixel])
 
     image_loc, image_scale = _normaliser(d2_oof, target_fpr)
-    pixel_loc, pixel_scale = _normaliser(pix_oof, target_fpr)
-    object_loc, object_scale = _normaliser(obj_oof, target_fpr)
+    pixel_loc, pixel_scale = _normaliser(pixel_raw, target_fpr)
+    object_loc, object_scale = _normaliser(object_raw, target_fpr)
     fused = np.maximum.reduce(
         [
             (d2_oof - image_loc) / image_scale,
-            (pix_oof - pixel_loc) / pixel_scale,
-            (obj_oof - object_loc) / object_scale,
+            (pixel_raw - pixel_loc) / pixel_scale,
+            (object_raw - object_loc) / object_scale,
         ]
     )
     fused_scale = _quantile(fused, 1.0 - target_fpr)  # >= 1: each part is 1 at that quantile
 
     model = _fit_embedding(embeddings, task_idx, len(known), rank, shrinkage)
-    mean, std = _task_stats(moments, task_idx, len(known))
     log.info(
         'unseen calibration: %d frames, %d tasks, D=%d, rank %d, %d folds, target FPR %.3f',
         len(tasks),
@@ -241,8 +183,6 @@ def fit_calibration(
         basis=model.basis.astype(f32),
         basis_var=model.basis_var.astype(f32),
         residual_var=float(model.residual_var),
-        class_logit_mean=mean,
-        class_logit_std=std,
         top_fraction=float(top_fraction),
         image_loc=image_loc,
         image_scale=image_scale,

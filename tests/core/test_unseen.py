@@ -10,13 +10,13 @@ import numpy as np
 import pytest
 
 from robo_lifelong.errors import ConfigError
-from robo_lifelong.models.unseen import METHOD, UnseenCalibration, max_logit_map, score_frame
+from robo_lifelong.models.unseen import METHOD, UnseenCalibration, score_frame
 
 
 def hand_made(**changes) -> UnseenCalibration:
     """Two tasks in D = 2, a one-direction basis along x (variance 4), residual variance 1 along
-    y; two classes with max-logit means 3 and 4 in sunny, 3 and 2.5 in overcast, std 1; the
-    pixel evidence is the worst pixel."""
+    y; the pixel evidence reads the worse half of the map (of two pixels: the worst one), the
+    object evidence its worst 1 %."""
     fields = dict(
         method=METHOD,
         known_tasks=('sunny', 'overcast'),
@@ -28,31 +28,21 @@ def hand_made(**changes) -> UnseenCalibration:
         basis=np.array([[1.0], [0.0]], np.float32),
         basis_var=np.array([4.0], np.float32),
         residual_var=1.0,
-        class_logit_mean=np.array([[3.0, 4.0], [3.0, 2.5]], np.float32),
-        class_logit_std=np.ones((2, 2), np.float32),
         top_fraction=0.5,
         image_loc=0.25,
         image_scale=2.0,
-        pixel_loc=0.0,
+        pixel_loc=-3.0,
         pixel_scale=4.0,
         object_fraction=0.01,  # of two pixels: the top one
-        object_loc=0.5,
+        object_loc=-2.5,
         object_scale=1.0,
         fused_scale=1.6,
     )
     return UnseenCalibration(**{**fields, **changes})
 
 
-# (C=2, h=1, w=2): pixel 0 predicts class 0 with logit 3 (its mean), pixel 1 class 1 with
-# logit 2 (two std below its mean 4)
+# (C=2, h=1, w=2): max logits 3 (pixel 0, class 0) and 2 (pixel 1, class 1)
 LOGITS = np.array([[[3.0, 0.0]], [[1.0, 2.0]]], np.float32)
-
-
-def test_max_logit_map():
-    top, pred = max_logit_map(LOGITS)
-    np.testing.assert_array_equal(top, [[3.0, 2.0]])
-    np.testing.assert_array_equal(pred, [[0, 1]])
-    assert top.dtype == np.float32
 
 
 def test_score_frame_follows_the_definition():
@@ -60,30 +50,23 @@ def test_score_frame_follows_the_definition():
     # to sunny (0, 0): x 1 -> 1/4, y 2 -> 4/1; to overcast (4, 0): 9/4 + 4 -> sunny is closer
     assert r.task_guess == 'sunny'
     assert r.image_evidence == pytest.approx((4.25 - 0.25) / 2.0)
-    # sunny's statistics read the map [0, 2], overcast's [0, 0.5]: overcast explains the max
-    # logits better, so the map is read under it, whichever task the embedding is nearest
-    np.testing.assert_allclose(r.anomaly_map, [[0.0, 0.5]])
+    np.testing.assert_array_equal(r.anomaly_map, [[-3.0, -2.0]])  # minus the max logit
     assert r.anomaly_map.dtype == np.float32
-    assert r.pixel_evidence == pytest.approx(0.5 / 4.0)  # the top half: the one pixel at 0.5
-    assert r.object_evidence == pytest.approx(0.5 - 0.5)  # the top pixel
+    assert r.pixel_evidence == pytest.approx((-2.0 + 3.0) / 4.0)
+    assert r.object_evidence == pytest.approx(-2.0 + 2.5)
     assert r.score == pytest.approx(2.0 / 1.6) and r.is_unseen
     near = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), LOGITS)
     assert near.task_guess == 'overcast'
-    # d2 = 0.25 / 4 + 0.25: image evidence 0.03, below the pixel evidence 0.125
+    # d2 = 0.25 / 4 + 0.25: image evidence 0.03, below the object evidence 0.5
     assert near.image_evidence == pytest.approx(0.03125)
-    assert near.score == pytest.approx(0.125 / 1.6) and not near.is_unseen
-    # class 1 at logit 4: sunny's mean, 1.5 std above overcast's; sunny explains it
-    sure = np.array([[[3.0, 0.0]], [[1.0, 4.0]]], np.float32)
-    r = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), sure)
-    np.testing.assert_allclose(r.anomaly_map, [[0.0, 0.0]])
-    # class 1 at logit 0: 4 std below sunny's mean, 2.5 below overcast's; neither explains it,
-    # overcast less badly, and its reading counts
+    assert near.score == pytest.approx(0.5 / 1.6) and not near.is_unseen
+    # pixel 1 unsure (max logit 0): the object evidence alone crosses the threshold
     odd = np.array([[[3.0, -1.0]], [[1.0, 0.0]]], np.float32)
     r = score_frame(hand_made(), np.array([3.5, 0.5], np.float32), odd)
-    np.testing.assert_allclose(r.anomaly_map, [[0.0, 2.5]])
-    assert r.pixel_evidence == pytest.approx(2.5 / 4.0)
-    assert r.object_evidence == pytest.approx(2.5 - 0.5)
-    assert r.score == pytest.approx(2.0 / 1.6) and r.is_unseen
+    np.testing.assert_array_equal(r.anomaly_map, [[-3.0, 0.0]])
+    assert r.pixel_evidence == pytest.approx(3.0 / 4.0)
+    assert r.object_evidence == pytest.approx(2.5)
+    assert r.score == pytest.approx(2.5 / 1.6) and r.is_unseen
 
 
 def test_score_above_the_threshold_is_unseen_and_at_it_is_not():
@@ -127,13 +110,11 @@ def test_inconsistent_shapes_are_refused():
         hand_made(known_tasks=('sunny',))
     with pytest.raises(ConfigError, match='basis shape'):
         hand_made(basis=np.ones((3, 1), np.float32))
-    with pytest.raises(ConfigError, match='class_logit_mean shape'):  # one task's statistics
-        hand_made(class_logit_mean=np.ones((1, 2), np.float32), class_logit_std=np.ones((1, 2)))
 
 
 def test_mismatched_inputs_are_rejected():
     cal = hand_made()
     with pytest.raises(ConfigError, match='expects 2'):
         score_frame(cal, np.zeros(3, np.float32), LOGITS)
-    with pytest.raises(ConfigError, match=r'expects \(2, h, w\)'):
-        score_frame(cal, np.zeros(2, np.float32), np.zeros((3, 1, 2), np.float32))
+    with pytest.raises(ConfigError, match=r'expected \(C, h, w\)'):
+        score_frame(cal, np.zeros(2, np.float32), np.zeros((1, 2), np.float32))
