@@ -43,7 +43,7 @@ from robo_lifelong.sim.tasks import KNOWN_TASKS, UNSEEN_TASKS
 from robo_lifelong.sim.world import CampusWorld, Frame
 from robo_lifelong_cloud.base_model import DEFAULT_OUT as BASE_MODEL
 from robo_lifelong_cloud.base_model import config_of
-from robo_lifelong_cloud.calibration import fit_calibration
+from robo_lifelong_cloud.calibration import DEFAULT_TARGET_FPR, fit_calibration
 from robo_lifelong_cloud.metrics import auroc, average_precision, fpr_at_tpr
 from robo_lifelong_cloud.model import model_from_weights
 from robo_lifelong_cloud.sedna_baseline import (
@@ -74,7 +74,7 @@ class BenchConfig:
     height: int = 240
     val_per_task: int = 60  # calibration
     test_per_task: int = 60
-    target_fpr: float = 0.05
+    target_fpr: float = DEFAULT_TARGET_FPR
     seed: int = 0
     world: int = 9  # a street layout no frame of the base model's recipe comes from
 
@@ -209,7 +209,7 @@ def evaluate(
     val: Sequence[Frame],
     known_test: Sequence[Frame],
     unseen_test: dict[str, Sequence[Frame]],
-    target_fpr: float = 0.05,
+    target_fpr: float = DEFAULT_TARGET_FPR,
     seed: int = 0,
 ) -> dict:
     """Calibrate both recognisers on ``val`` (known tasks) and score the test frames."""

@@ -46,7 +46,7 @@ from robo_lifelong_cloud.data import Frame
 from robo_lifelong_cloud.eval import runtime_report
 from robo_lifelong_cloud.export import check_parity, export_onnx
 from robo_lifelong_cloud.model import SegNetConfig, build_model, num_parameters, weights_bytes
-from robo_lifelong_cloud.train import TARGET_FPR, package_manifest
+from robo_lifelong_cloud.train import package_manifest
 from robo_lifelong_cloud.train_loop import TrainConfig, embed_and_logits, train
 
 log = logging.getLogger(__name__)
@@ -187,9 +187,7 @@ def build(config: BaseModelConfig, out: Path) -> mp.ModelPackage:
     onnx_bytes = export_onnx(model, config.height, config.width)
     check_parity(model, onnx_bytes)
     embeddings, logits = embed_and_logits(model, calibration)
-    unseen = fit_calibration(
-        embeddings, [f.task for f in calibration], logits, target_fpr=TARGET_FPR
-    )
+    unseen = fit_calibration(embeddings, [f.task for f in calibration], logits)
     weights, architecture = weights_bytes(model)
     training = {
         'samples_per_task': {

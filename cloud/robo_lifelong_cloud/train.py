@@ -85,7 +85,6 @@ MIN_HOLDOUT = 2  # per task: fit_calibration needs two frames of every known tas
 # rehearsal set; below it the worker says so in its log and in the manifest.
 MIN_CALIBRATION_PER_TASK = 20
 REHEARSAL_RATIO = 0.67  # share of old-task frames in an update: two per new frame
-TARGET_FPR = 0.05
 SHIPPED_BASE_MODEL = 'base'  # initial_model's name for share/robo_lifelong/models/base
 
 
@@ -352,7 +351,7 @@ def run_train(env: SednaEnv, config: TrainConfig | None = None) -> TrainOutput:
             calibrated = calibration_record(calibration_frames)
             embeddings, logits = embed_and_logits(model, calibration_frames)
             calibration = fit_calibration(
-                embeddings, [f.task for f in calibration_frames], logits, target_fpr=TARGET_FPR
+                embeddings, [f.task for f in calibration_frames], logits
             ).to_json()
             metrics = {k_: v for k_, v in evaluate(model, held).items() if k_ != 'loss'}
         else:
