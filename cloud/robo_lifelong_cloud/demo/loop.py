@@ -211,8 +211,13 @@ class JobRunner:
     """The local controller in a background thread, and waits on its conditions."""
 
     def __init__(
-        self, cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progress
+        self,
+        worker_env: dict[str, str],
+        paths: DemoPaths,
+        backend: Backend,
+        progress: Progress,
     ) -> None:
+        """``worker_env``: set in the train and eval workers' env, over the job manifest's."""
         manifests = load_manifests(
             [
                 MANIFEST_DIR / 'secret.yaml',
@@ -224,7 +229,7 @@ class JobRunner:
             with_credentials(manifests, backend),
             join(paths.storage_url, 'data.txt'),
             paths.output_dir,
-            cfg.worker_env,
+            worker_env,
         )
         config = ControllerConfig(state_dir=paths.state, tick_s=1.0, dataset_poll_s=2.0)
         self.controller = Controller(manifests, config)
@@ -485,7 +490,7 @@ def _cycle(cfg: DemoConfig, paths: DemoPaths, backend: Backend, progress: Progre
         rate_hz=cfg.rate_hz,
         s3=backend.s3,
     )
-    job = JobRunner(cfg, paths, backend, progress)
+    job = JobRunner(cfg.worker_env, paths, backend, progress)
     counts: dict = {'annotated': 0, 'rounds': []}
     with Robot(robot_cfg) as robot:
         job.start()
