@@ -301,7 +301,9 @@ def test_a_rejected_record_is_not_retried_until_it_changes(tmp_path: Path) -> No
         assert not w.events.items[1].accepted and 'onnxruntime' in w.events.items[1].reason
         w.polls_after(3)
         assert len(w.loads) == 2 and w.version() == 1  # the old model keeps running
-        (models / CURRENT_FILE).write_text('{not json')
+        # replaced atomically, as the bridge writes it: written in place, a poll between the
+        # truncation and the write saw an empty record, a second rejection
+        LocalStorage(models).write_bytes(CURRENT_FILE, b'{not json')
         wait_for(lambda: len(w.events.items) == 3)
         assert 'not a JSON record' in w.events.items[2].reason
         install(models, good)  # the model in use: no swap, no event
