@@ -1,6 +1,6 @@
 """What one drive of the demo route showed: per-task mIoU against the simulator's ground truth,
 the unseen score and alarm level over route time, and how well the alarm matched the unseen
-stretch.
+stretch; and the comparison of two drives on the frames they share.
 
 A drive is the observer's directory (``timeline.jsonl``, ``labels/<stamp>.png``) plus the sim
 camera's ground-truth store. Route time is exact for camera frames (frame ``k`` of the drive is at
@@ -13,7 +13,6 @@ from __future__ import annotations
 
 from dataclasses import dataclass, field
 from pathlib import Path
-from typing import Any
 
 import cv2
 import numpy as np
@@ -39,9 +38,7 @@ class Drive:
     score: np.ndarray
     alarm_t: np.ndarray  # route time of each alarm message
     alarm_level: np.ndarray
-    frame_t: np.ndarray  # route time of each segmented frame
-    frame_task: list[str]
-    report: dict[str, Any]  # metrics.iou_report of the segmented frames, per task
+    frame_confusion: dict[int, tuple[str, np.ndarray]]  # route frame index -> task, confusion
     samples: int  # unseen/sample events (samples spooled)
     threshold: float | None  # the unseen score threshold the alarms report
     alarm_quality: dict[str, float] = field(default_factory=dict)
@@ -49,6 +46,11 @@ class Drive:
     def stamp_at(self, route_t: float) -> int:
         k = int(np.clip(round(route_t * self.rate_hz), 0, len(self.stamps) - 1))
         return int(self.stamps[k])
+
+    @property
+    def tasks(self) -> set[str]:
+        """The tasks of the frames it segmented."""
+        return {task for task, _ in self.frame_confusion.values()}
 
     def level_at(self, t: np.ndarray) -> np.ndarray:
         """Alarm level in force at route times ``t`` (step function of the alarm messages)."""
@@ -113,18 +115,14 @@ def analyse_drive(
         t = np.array([r['t'] for r in records], np.float64)
         return np.interp(t, wall, route, left=-1.0, right=duration + 1.0)
 
-    confusions: dict[str, np.ndarray] = {}
-    frame_t, frame_task = [], []
+    frame_confusion: dict[int, tuple[str, np.ndarray]] = {}
     for record in timeline.of(records, 'segmentation/labels'):
         stamp = record['stamp_ns']
         if stamp not in frame_of:
             continue  # frames past the route's end (the camera loops) are not scored
         pred = cv2.imread(str(directory / 'labels' / f'{stamp}.png'), cv2.IMREAD_UNCHANGED)
         truth, task = ground_truth.get(stamp)
-        conf = confusion(pred, truth, NUM_CLASSES)
-        confusions[task] = confusions.get(task, 0) + conf
-        frame_t.append(frame_of[stamp] / rate_hz)
-        frame_task.append(task)
+        frame_confusion[frame_of[stamp]] = (task, confusion(pred, truth, NUM_CLASSES))
     scores = timeline.of(records, 'unseen/score')
     alarms = timeline.of(records, 'alarm')
     drive = Drive(
@@ -137,9 +135,7 @@ def analyse_drive(
         score=np.array([r['score'] for r in scores]),
         alarm_t=route_time(alarms),
         alarm_level=np.array([r['level'] for r in alarms], np.int64),
-        frame_t=np.array(frame_t),
-        frame_task=frame_task,
-        report=iou_report(confusions),
+        frame_confusion=frame_confusion,
         samples=len(timeline.of(records, 'unseen/sample')),
         threshold=next(
             (float(r['values']['threshold']) for r in alarms if r['values'].get('threshold')), None
@@ -151,9 +147,39 @@ def analyse_drive(
     return drive
 
 
-def task_miou(drive: Drive) -> dict[str, float]:
-    return {task: r['miou'] for task, r in drive.report['per_task'].items()}
+def shared_frame_reports(before: Drive, after: Drive) -> tuple[dict, dict, dict[str, int]]:
+    """``iou_report`` of each drive over the frames both segmented at the same route time with
+    the same task, and how many such frames each task has. The simulator renders a route frame
+    from its route time alone, so these are the same images: the models are compared, not the
+    views (a task passed at another time of the route is another stretch of the campus, whose
+    difficulty differs by several points)."""
+    shared = sorted(
+        k
+        for k, (task, _) in before.frame_confusion.items()
+        if k in after.frame_confusion and after.frame_confusion[k][0] == task
+    )
+    if not shared:
+        raise DatasetError('the two drives segmented no frame at the same route time')
+
+    def report(drive: Drive) -> dict:
+        confusions: dict[str, np.ndarray] = {}
+        for k in shared:
+            task, conf = drive.frame_confusion[k]
+            confusions[task] = confusions.get(task, 0) + conf
+        return iou_report(confusions)
+
+    counts: dict[str, int] = {}
+    for k in shared:
+        task = before.frame_confusion[k][0]
+        counts[task] = counts.get(task, 0) + 1
+    return report(before), report(after), counts
 
 
-def class_iou(drive: Drive, task: str, class_name: str) -> float | None:
-    return drive.report['per_task'].get(task, {}).get('per_class', {}).get(class_name)
+def task_miou(report: dict) -> dict[str, float]:
+    """Per-task mIoU of a ``metrics.iou_report``."""
+    return {task: r['miou'] for task, r in report['per_task'].items()}
+
+
+def class_iou(report: dict, task: str, class_name: str) -> float | None:
+    """IoU of ``class_name`` on ``task``'s frames of a ``metrics.iou_report``."""
+    return report['per_task'].get(task, {}).get('per_class', {}).get(class_name)

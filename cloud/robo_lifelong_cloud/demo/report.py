@@ -6,7 +6,8 @@ through both models (``examples.png``: input, ground truth, labels, anomaly map)
 the outcome checks, the eval worker's deploy decision and the job's condition history, and the
 lifelong rounds: every task's mIoU after every round with BWT and FWT (``rounds.py``), the matrix
 as a heatmap (``rounds.png``). "Before" is the first drive, "after" the last one (after the last
-update).
+update); their mIoU and IoU are over the frames both drives passed at the same route time, the
+same images (``analysis.shared_frame_reports``).
 """
 
 from __future__ import annotations
@@ -31,7 +32,13 @@ from robo_lifelong.sim.tasks import KNOWN_TASKS, TASKS, UNSEEN_TASKS  # noqa: E4
 from robo_lifelong_cloud.controller.conditions import ConditionType, Stage  # noqa: E402
 from robo_lifelong_cloud.controller.status import StateDir  # noqa: E402
 from robo_lifelong_cloud.demo import rounds  # noqa: E402
-from robo_lifelong_cloud.demo.analysis import Drive, analyse_drive, class_iou, task_miou  # noqa: E402
+from robo_lifelong_cloud.demo.analysis import (  # noqa: E402
+    Drive,
+    analyse_drive,
+    class_iou,
+    shared_frame_reports,
+    task_miou,
+)
 from robo_lifelong_cloud.demo.loop import (  # noqa: E402
     NEW_CLASS_TASK,
     DemoConfig,
@@ -47,8 +54,10 @@ FORGETTING_TARGET_POINTS = 1.0
 
 
 def outcome(before: Drive, after: Drive, conditions: list[dict[str, Any]]) -> dict[str, Any]:
-    """The numbers the demo is about, and whether each claim held."""
-    miou_b, miou_a = task_miou(before), task_miou(after)
+    """The numbers the demo is about, and whether each claim held. Segmentation is compared on
+    the frames both drives passed at the same route time (``shared_frame_reports``)."""
+    report_b, report_a, shared = shared_frame_reports(before, after)
+    miou_b, miou_a = task_miou(report_b), task_miou(report_a)
     old = [t for t in miou_b if t in miou_a and t in KNOWN_TASKS]
     drops = {t: round(100 * (miou_b[t] - miou_a[t]), 2) for t in old}
     trained = (Stage.TRAIN, ConditionType.COMPLETED)
@@ -63,10 +72,11 @@ def outcome(before: Drive, after: Drive, conditions: list[dict[str, Any]]) -> di
         'alarm_after': after.alarm_quality,
         'miou_before': {t: round(v, 4) for t, v in miou_b.items()},
         'miou_after': {t: round(v, 4) for t, v in miou_a.items()},
+        'frames_compared': shared,
         'forgetting_points': drops,
         'max_forgetting_points': max(drops.values(), default=0.0),
-        'new_class_iou_after': {c: class_iou(after, NEW_CLASS_TASK, c) for c in NEW_CLASSES},
-        'new_class_iou_before': {c: class_iou(before, NEW_CLASS_TASK, c) for c in NEW_CLASSES},
+        'new_class_iou_after': {c: class_iou(report_a, NEW_CLASS_TASK, c) for c in NEW_CLASSES},
+        'new_class_iou_before': {c: class_iou(report_b, NEW_CLASS_TASK, c) for c in NEW_CLASSES},
     }
     unseen = [t for t in miou_b if t in UNSEEN_TASKS and t in miou_a]
     result['checks'] = {
@@ -107,7 +117,7 @@ def route_plot(before: Drive, after: Drive, path: Path) -> Path:
     if before.threshold is not None:
         axes[0].axhline(before.threshold, color='k', ls='--', lw=0.8, label='threshold')
     axes[0].set_ylabel('unseen score')
-    unseen = ', '.join(t for t in TASKS if t in UNSEEN_TASKS and t in set(before.frame_task))
+    unseen = ', '.join(t for t in TASKS if t in UNSEEN_TASKS and t in before.tasks)
     axes[0].set_title(f'unseen score and alarm over the route (shaded: {unseen})')
     axes[0].legend(loc='upper left', fontsize=8)
     axes[1].set_yticks(range(len(LEVEL_NAMES)), LEVEL_NAMES)
@@ -116,15 +126,15 @@ def route_plot(before: Drive, after: Drive, path: Path) -> Path:
     return _save(fig, path)
 
 
-def miou_plot(before: Drive, after: Drive, path: Path) -> Path:
-    b, a = task_miou(before), task_miou(after)
+def miou_plot(result: dict[str, Any], path: Path) -> Path:
+    b, a = result['miou_before'], result['miou_after']
     tasks = [t for t in TASKS if t in b or t in a]
     x = np.arange(len(tasks))
     fig, ax = plt.subplots(figsize=(7, 4))
-    ax.bar(x - 0.2, [b.get(t, 0) for t in tasks], 0.4, label=f'before ({before.version})')
-    ax.bar(x + 0.2, [a.get(t, 0) for t in tasks], 0.4, label=f'after ({after.version})')
+    ax.bar(x - 0.2, [b.get(t, 0) for t in tasks], 0.4, label=f'before ({result["model_before"]})')
+    ax.bar(x + 0.2, [a.get(t, 0) for t in tasks], 0.4, label=f'after ({result["model_after"]})')
     ax.set_xticks(x, [f'{t}\n(unseen)' if t in UNSEEN_TASKS else t for t in tasks])
-    ax.set_ylabel('mIoU on the route')
+    ax.set_ylabel('mIoU on the frames both drives passed')
     ax.set_ylim(0, 1)
     ax.set_title('per-task mIoU of the robot, before and after the update')
     ax.legend(fontsize=8)
@@ -219,7 +229,8 @@ def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: d
         )
     for task in result['miou_before']:
         lines.append(
-            f'| mIoU {task}{" (unseen)" if task in UNSEEN_TASKS else ""} | '
+            f'| mIoU {task}{" (unseen)" if task in UNSEEN_TASKS else ""}, '
+            f'{result["frames_compared"][task]} frames | '
             f'{_pct(result["miou_before"].get(task))} | {_pct(result["miou_after"].get(task))} |'
         )
     for name in NEW_CLASSES:
@@ -228,6 +239,9 @@ def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: d
             f'{_pct(result["new_class_iou_after"][name])} |'
         )
     lines += [
+        '',
+        'mIoU and IoU: on the frames both drives passed at the same route time (the same '
+        'images, so the models are compared and not two stretches of the campus).',
         '',
         f'Largest mIoU drop on an old task (forgetting): {result["max_forgetting_points"]:.2f} '
         f'points (target < {FORGETTING_TARGET_POINTS:g}; negative: every old task improved).',
@@ -341,7 +355,7 @@ def write_report(cfg: DemoConfig, paths: DemoPaths, counts: dict) -> dict[str, A
     deployed = [mp.load_package(r['package_dir']) for r in counts['rounds']]
     models = {'before': deployed[0], 'after': deployed[-1]}
     route_plot(before, after, out / 'route.png')
-    miou_plot(before, after, out / 'miou.png')
+    miou_plot(result, out / 'miou.png')
     examples_plot(paths.drives[0], before, ground_truth, models, out / 'examples.png')
     result['lifelong_rounds'] = lifelong_rounds(cfg, counts, deployed)
     rounds.heatmap(result['lifelong_rounds'], out / 'rounds.png')

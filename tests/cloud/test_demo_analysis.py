@@ -1,0 +1,93 @@
+"""The demo's before/after comparison: the same route frames through both models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from robo_lifelong.errors import DatasetError
+from robo_lifelong.labels import NUM_CLASSES
+from robo_lifelong.sim.route import parse_schedule
+from robo_lifelong.sim.tasks import KNOWN_TASKS
+from robo_lifelong_cloud.demo.analysis import Drive, shared_frame_reports
+from robo_lifelong_cloud.demo.loop import DemoConfig
+from robo_lifelong_cloud.demo.report import outcome
+from robo_lifelong_cloud.metrics import confusion
+
+TRUTH = np.array([[0, 0, 1, 1], [0, 0, 1, 1]], np.uint8)  # two classes, half the frame each
+RIGHT = confusion(TRUTH, TRUTH, NUM_CLASSES)  # mIoU 1.0
+WRONG = confusion(np.zeros_like(TRUTH), TRUTH, NUM_CLASSES)  # class 1 missed: mIoU 0.25
+
+
+def drive(frames: dict[int, tuple[str, np.ndarray]], version: str) -> Drive:
+    return Drive(
+        stamps=np.arange(100, dtype=np.int64),
+        rate_hz=1.0,
+        duration_s=100.0,
+        unseen_spans=[],
+        version=version,
+        score_t=np.zeros(0),
+        score=np.zeros(0),
+        alarm_t=np.zeros(0),
+        alarm_level=np.zeros(0, np.int64),
+        frame_confusion=frames,
+        samples=0,
+        threshold=None,
+        alarm_quality={'precision': 1.0, 'recall': 0.0, 'known_frames_alarmed': 0.0,
+                       'error_in_unseen': False},
+    )  # fmt: skip
+
+
+def test_only_frames_at_the_same_route_time_with_the_same_task_are_compared() -> None:
+    before = drive({0: ('sunny', RIGHT), 1: ('sunny', RIGHT), 5: ('night', RIGHT)}, '1')
+    # frame 1 is missing (dropped), frame 5 is another task, frame 9 only in this drive
+    after = drive({0: ('sunny', RIGHT), 5: ('snow', WRONG), 9: ('overcast', WRONG)}, '2')
+    report_b, report_a, counts = shared_frame_reports(before, after)
+    assert counts == {'sunny': 1}
+    assert set(report_b['per_task']) == set(report_a['per_task']) == {'sunny'}
+    assert report_a['per_task']['sunny']['miou'] == pytest.approx(1.0)
+
+
+def test_no_shared_frame_is_an_error_not_an_empty_comparison() -> None:
+    with pytest.raises(DatasetError, match='same route time'):
+        shared_frame_reports(drive({0: ('sunny', RIGHT)}, '1'), drive({1: ('sunny', RIGHT)}, '2'))
+
+
+def test_forgetting_is_judged_on_the_shared_frames_not_on_another_stretch() -> None:
+    # the last drive passes overcast twice: at the first drive's route time (as well segmented
+    # as before) and later, on a harder stretch; only the shared frames say whether it forgot
+    before = drive({0: ('sunny', RIGHT), 1: ('overcast', RIGHT)}, '1')
+    after = drive({0: ('sunny', RIGHT), 1: ('overcast', RIGHT), 7: ('overcast', WRONG)}, '2')
+    result = outcome(before, after, conditions=[])
+    assert result['forgetting_points'] == {'sunny': 0.0, 'overcast': 0.0}
+    assert result['checks']['old tasks lose < 1 mIoU point']
+    assert result['frames_compared'] == {'sunny': 1, 'overcast': 1}
+    worse = drive({0: ('sunny', RIGHT), 1: ('overcast', WRONG)}, '2')
+    assert outcome(before, worse, conditions=[])['forgetting_points']['overcast'] == 75.0
+
+
+@pytest.mark.parametrize('quick', [True, False])
+def test_every_drive_passes_the_old_tasks_and_the_first_drives_unseen_ones_at_the_same_time(
+    quick: bool,
+) -> None:
+    def spans(schedule: str) -> dict[tuple[float, float], str]:
+        out, start = {}, 0.0
+        for task, seconds in parse_schedule(schedule):
+            out[(start, start + seconds)] = task
+            start += seconds
+        return out
+
+    schedules = DemoConfig(Path('unused'), rounds=4, quick=quick).schedules
+    last = spans(schedules[-1])
+    for schedule in schedules:
+        route = spans(schedule)
+        old = {span: task for span, task in route.items() if task in KNOWN_TASKS}
+        assert len(set(old.values())) >= 2, schedule  # two old tasks to judge forgetting on
+        shared = {span: task for span, task in route.items() if last.get(span) == task}
+        assert set(old.values()) <= set(shared.values()), (schedule, schedules[-1])
+        assert parse_schedule(schedule)[-1][0] in KNOWN_TASKS  # the alarm's end is on the route
+    first = spans(schedules[0])
+    unseen = {task for task in first.values() if task not in KNOWN_TASKS}
+    assert unseen <= {task for span, task in first.items() if last.get(span) == task}
