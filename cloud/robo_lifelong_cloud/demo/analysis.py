@@ -11,6 +11,7 @@ with the wall clock).
 
 from __future__ import annotations
 
+from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -168,11 +169,8 @@ def shared_frame_reports(before: Drive, after: Drive) -> tuple[dict, dict, dict[
             confusions[task] = confusions.get(task, 0) + conf
         return iou_report(confusions)
 
-    counts: dict[str, int] = {}
-    for k in shared:
-        task = before.frame_confusion[k][0]
-        counts[task] = counts.get(task, 0) + 1
-    return report(before), report(after), counts
+    counts = Counter(before.frame_confusion[k][0] for k in shared)
+    return report(before), report(after), dict(counts)
 
 
 def task_miou(report: dict) -> dict[str, float]:

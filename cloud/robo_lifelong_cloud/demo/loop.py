@@ -123,9 +123,7 @@ class DemoConfig:
         # Two old tasks first, then the unseen ones, then known ground again (the alarm ends).
         # The simulator renders a frame from its route time alone, so every drive opens with the
         # same old-task frames and the first drive's unseen stretches come back at the same time
-        # in the last: the report compares the models on the same images. (Overcast used to close
-        # the route, at another time in every drive: the last drive's stretch was another part
-        # of the campus, 5 points harder for the same model, and read as forgetting.)
+        # in the last: the report compares the models on the same images (docs/design.md, Demo).
         known_s, unseen_s = (6, 8) if self.quick else (15, 20)
         stretch = [f'{task}:{unseen_s}' for task in unseen]
         return ','.join([f'sunny:{known_s}', f'overcast:{known_s}', *stretch, f'sunny:{known_s}'])
