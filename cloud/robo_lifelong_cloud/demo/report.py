@@ -112,12 +112,12 @@ def route_plot(before: Drive, after: Drive, path: Path) -> Path:
         axes[0].plot(drive.score_t, drive.score, color=colour, lw=1, label=label)
         t = np.linspace(0, drive.duration_s, 600)
         axes[1].step(t, drive.level_at(t), where='post', color=colour, label=label)
-    for ax in axes:
-        _shade(ax, before)
+    for ax in axes:  # the last drive holds the first one's route, and its own later stretches
+        _shade(ax, after)
     if before.threshold is not None:
         axes[0].axhline(before.threshold, color='k', ls='--', lw=0.8, label='threshold')
     axes[0].set_ylabel('unseen score')
-    unseen = ', '.join(t for t in TASKS if t in UNSEEN_TASKS and t in before.tasks)
+    unseen = ', '.join(t for t in TASKS if t in UNSEEN_TASKS and t in after.tasks)
     axes[0].set_title(f'unseen score and alarm over the route (shaded: {unseen})')
     axes[0].legend(loc='upper left', fontsize=8)
     axes[1].set_yticks(range(len(LEVEL_NAMES)), LEVEL_NAMES)
