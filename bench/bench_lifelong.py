@@ -27,7 +27,7 @@ ROUNDS = 4  # known; night + construction; snow; dusk
 TARGETS = {
     'bwt_points_min': -FORGETTING_TARGET_POINTS,
     'round_seconds_max': 600.0,  # each round on 2 cores
-    'learned_stretch_alarmed_max': 0.05,  # the learned tasks' stretch at WARN/ERROR after update
+    'learned_stretch_alarmed_max': 0.05,  # each learned task's stretch at WARN/ERROR, last drive
     'new_class_iou_min': 0.75,
     'max_forgetting_points': FORGETTING_TARGET_POINTS,  # any old task, fresh frames
     'still_unseen_auroc_min': 0.97,
@@ -44,11 +44,15 @@ def run(quick: bool = False, rounds: int = ROUNDS) -> dict:
     still_unseen = [v for r in measured['unseen_auroc_by_round'].values() for v in r.values()]
     round_seconds = [r['seconds'] for r in measured['per_round']]
     new_class = summary['new_class_iou_after']
+    learned_alarmed = summary['alarmed_by_task_after']  # every unseen task is learned by then
     met = {
         'bwt': measured['bwt'] is not None and measured['bwt'] >= TARGETS['bwt_points_min'],
         'round_seconds': max(round_seconds) <= TARGETS['round_seconds_max'],
-        'learned_stretch_alarmed': summary['alarm_after']['recall']
-        <= TARGETS['learned_stretch_alarmed_max'],
+        'learned_stretch_alarmed': bool(learned_alarmed)
+        and all(
+            v is not None and v <= TARGETS['learned_stretch_alarmed_max']
+            for v in learned_alarmed.values()
+        ),
         'new_class_iou': all(
             (v or 0.0) >= TARGETS['new_class_iou_min'] for v in new_class.values()
         ),
@@ -83,6 +87,9 @@ def run(quick: bool = False, rounds: int = ROUNDS) -> dict:
         # the first update, on the route (drive 1 against the last drive)
         'alarm_before': summary['alarm_before'],
         'alarm_after': summary['alarm_after'],
+        # per task; the round that learned it: round_tasks
+        'alarmed_by_task_before': summary['alarmed_by_task_before'],
+        'learned_stretch_alarmed_by_task': learned_alarmed,
         'new_class_iou_after': new_class,
         'checks': summary['checks'],
         'targets': TARGETS,

@@ -39,6 +39,9 @@ def test_alarm_on_the_unseen_stretch_not_on_known_ones(demo) -> None:
     assert before['precision'] > 0.5, before
     assert before['known_frames_alarmed'] < 0.3, before
     assert before['recall'] > 2 * before['known_frames_alarmed'], before
+    # the alarmed share of each unseen task's stretch, in route order, before and after
+    assert list(summary['alarmed_by_task_before']) == ['night', 'construction'], summary
+    assert list(summary['alarmed_by_task_after']) == ['night', 'construction'], summary
 
 
 def test_retrained_and_deployed_a_new_model(demo) -> None:

@@ -11,7 +11,15 @@ from robo_lifelong.errors import DatasetError
 from robo_lifelong.labels import NUM_CLASSES
 from robo_lifelong.sim.route import parse_schedule
 from robo_lifelong.sim.tasks import KNOWN_TASKS
-from robo_lifelong_cloud.demo.analysis import Drive, shared_frame_reports
+from robo_lifelong_cloud.demo.analysis import (
+    ERROR,
+    WARN,
+    Drive,
+    Span,
+    alarmed_by_task,
+    shared_frame_reports,
+    unseen_spans,
+)
 from robo_lifelong_cloud.demo.loop import ROUND_TASKS, DemoConfig
 from robo_lifelong_cloud.demo.report import outcome
 from robo_lifelong_cloud.metrics import confusion
@@ -91,3 +99,22 @@ def test_the_last_drive_passes_the_first_drives_route_at_the_same_times(
         tasks = [task for task, _ in parse_schedule(schedule)]
         assert tasks[0] in KNOWN_TASKS and tasks[-1] in KNOWN_TASKS, schedule
         assert any(task not in KNOWN_TASKS for task in tasks), schedule
+
+
+def test_each_unseen_task_has_its_own_alarmed_share() -> None:
+    # night twice (10-20 s and 40-50 s), construction between; one score message a second;
+    # WARN from 15 s, ERROR from 18 s, all clear at 25 s; nothing scored on snow's stretch
+    schedule = 'sunny:10,night:10,construction:10,overcast:10,night:10,snow:10'
+    spans = unseen_spans(schedule, ('night', 'construction', 'snow'))
+    assert spans[:2] == [Span('night', 10.0, 20.0), Span('construction', 20.0, 30.0)]
+    d = drive({}, '1')
+    d.unseen_spans = spans
+    d.score_t = np.arange(50.0)
+    d.score = np.zeros(50)
+    d.alarm_t = np.array([0.0, 15.0, 18.0, 25.0])
+    d.alarm_level = np.array([0, WARN, ERROR, 0])
+    shares = alarmed_by_task(d)
+    assert list(shares) == ['night', 'construction', 'snow']  # route order
+    assert shares['night'] == pytest.approx(5 / 20)  # 15-19 s of its 20 s
+    assert shares['construction'] == pytest.approx(5 / 10)  # 20-24 s
+    assert shares['snow'] is None  # no score: unknown, not "never alarmed"

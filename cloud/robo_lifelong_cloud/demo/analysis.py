@@ -14,6 +14,7 @@ from __future__ import annotations
 from collections import Counter
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import NamedTuple
 
 import cv2
 import numpy as np
@@ -28,12 +29,20 @@ from robo_lifelong_cloud.metrics import confusion, iou_report
 WARN, ERROR = 1, 2  # DiagnosticStatus levels; STALE (3) means no frames, not an alarm
 
 
+class Span(NamedTuple):
+    """A stretch of the route where one unseen task is driven, in route time (s)."""
+
+    task: str
+    start: float
+    end: float
+
+
 @dataclass
 class Drive:
     stamps: np.ndarray  # int64 stamps (ns) of the drive's camera frames, frame k at k / rate
     rate_hz: float
     duration_s: float
-    unseen_spans: list[tuple[float, float]]  # route-time spans of unseen tasks
+    unseen_spans: list[Span]
     version: str | None
     score_t: np.ndarray  # route time of each unseen/score message
     score: np.ndarray
@@ -43,6 +52,8 @@ class Drive:
     samples: int  # unseen/sample events (samples spooled)
     threshold: float | None  # the unseen score threshold the alarms report
     alarm_quality: dict[str, float] = field(default_factory=dict)
+    # per unseen task: the share of its stretch (score messages) at WARN or ERROR; None: no score
+    alarmed_by_task: dict[str, float | None] = field(default_factory=dict)
 
     def stamp_at(self, route_t: float) -> int:
         k = int(np.clip(round(route_t * self.rate_hz), 0, len(self.stamps) - 1))
@@ -61,16 +72,16 @@ class Drive:
 
     def in_unseen(self, t: np.ndarray) -> np.ndarray:
         inside = np.zeros(len(t), bool)
-        for start, end in self.unseen_spans:
-            inside |= (t >= start) & (t < end)
+        for span in self.unseen_spans:
+            inside |= (t >= span.start) & (t < span.end)
         return inside
 
 
-def unseen_spans(schedule: str, unseen_tasks: tuple[str, ...]) -> list[tuple[float, float]]:
+def unseen_spans(schedule: str, unseen_tasks: tuple[str, ...]) -> list[Span]:
     spans, start = [], 0.0
     for task, seconds in parse_schedule(schedule):
         if task in unseen_tasks:
-            spans.append((start, start + seconds))
+            spans.append(Span(task, start, start + seconds))
         start += seconds
     return spans
 
@@ -90,6 +101,19 @@ def _alarm_quality(drive: Drive) -> dict[str, float]:
         'known_frames_alarmed': fp / known if known else 0.0,
         'error_in_unseen': bool(np.any(levels[truth] == ERROR)),
     }
+
+
+def alarmed_by_task(drive: Drive) -> dict[str, float | None]:
+    """Per unseen task of the drive (in route order): the share of the score messages on its
+    stretches during which the alarm stood at WARN or ERROR. One share over all unseen stretches
+    hides a task: after the demo's four rounds night and construction were quiet (0 %) while
+    dusk, learned last, was alarmed a third of its stretch. None: no score arrived there."""
+    raised = np.isin(drive.level_at(drive.score_t), (WARN, ERROR))
+    inside: dict[str, np.ndarray] = {}
+    for span in drive.unseen_spans:
+        here = (drive.score_t >= span.start) & (drive.score_t < span.end)
+        inside[span.task] = inside.get(span.task, np.zeros_like(here)) | here
+    return {task: float(np.mean(raised[m])) if m.any() else None for task, m in inside.items()}
 
 
 def analyse_drive(
@@ -145,6 +169,7 @@ def analyse_drive(
     keep = (drive.score_t >= 0) & (drive.score_t <= duration)
     drive.score_t, drive.score = drive.score_t[keep], drive.score[keep]
     drive.alarm_quality = _alarm_quality(drive)
+    drive.alarmed_by_task = alarmed_by_task(drive)
     return drive
 
 

@@ -34,6 +34,7 @@ from robo_lifelong_cloud.controller.status import StateDir  # noqa: E402
 from robo_lifelong_cloud.demo import rounds  # noqa: E402
 from robo_lifelong_cloud.demo.analysis import (  # noqa: E402
     Drive,
+    Span,
     analyse_drive,
     class_iou,
     shared_frame_reports,
@@ -70,6 +71,8 @@ def outcome(before: Drive, after: Drive, conditions: list[dict[str, Any]]) -> di
         'samples_collected_after': after.samples,
         'alarm_before': before.alarm_quality,
         'alarm_after': after.alarm_quality,
+        'alarmed_by_task_before': before.alarmed_by_task,
+        'alarmed_by_task_after': after.alarmed_by_task,
         'miou_before': {t: round(v, 4) for t, v in miou_b.items()},
         'miou_after': {t: round(v, 4) for t, v in miou_a.items()},
         'frames_compared': shared,
@@ -101,8 +104,8 @@ def outcome(before: Drive, after: Drive, conditions: list[dict[str, Any]]) -> di
 
 
 def _shade(ax, drive: Drive) -> None:
-    for start, end in drive.unseen_spans:
-        ax.axvspan(start, end, color='tab:orange', alpha=0.15, lw=0)
+    for span in drive.unseen_spans:
+        ax.axvspan(span.start, span.end, color='tab:orange', alpha=0.15, lw=0)
 
 
 def route_plot(before: Drive, after: Drive, path: Path) -> Path:
@@ -142,12 +145,11 @@ def miou_plot(result: dict[str, Any], path: Path) -> Path:
 
 
 def _example_frame(
-    drive_dir: Path, drive: Drive, span: tuple[float, float]
+    drive_dir: Path, drive: Drive, span: Span
 ) -> tuple[int, np.ndarray, np.ndarray | None]:
     """The saved camera frame of an unseen stretch nearest its highest unseen score."""
-    start, end = span
-    inside = (drive.score_t >= start) & (drive.score_t < end)
-    peak_t = drive.score_t[inside][np.argmax(drive.score[inside])] if inside.any() else start
+    inside = (drive.score_t >= span.start) & (drive.score_t < span.end)
+    peak_t = drive.score_t[inside][np.argmax(drive.score[inside])] if inside.any() else span.start
     target_ns = drive.stamp_at(peak_t)
     stamps = [int(p.stem) for p in (drive_dir / 'rgb').glob('*.png')]
     stamp = min(stamps, key=lambda s: abs(s - target_ns))
@@ -226,6 +228,12 @@ def markdown(result: dict[str, Any], counts: dict, conditions: list, decision: d
     ):
         lines.append(
             f'| {label} | {result["alarm_before"][key]:.2f} | {result["alarm_after"][key]:.2f} |'
+        )
+    by_b, by_a = result['alarmed_by_task_before'], result['alarmed_by_task_after']
+    for task in dict.fromkeys([*by_b, *by_a]):
+        lines.append(
+            f'| % of the {task} stretch alarmed (WARN/ERROR) | {_pct(by_b.get(task))} | '
+            f'{_pct(by_a.get(task))} |'
         )
     for task in result['miou_before']:
         lines.append(
