@@ -87,7 +87,7 @@ def run(quick: bool = False, rounds: int = ROUNDS) -> dict:
         # the first update, on the route (drive 1 against the last drive)
         'alarm_before': summary['alarm_before'],
         'alarm_after': summary['alarm_after'],
-        # per task; the round that learned it: round_tasks
+        # per unseen task (round_tasks says which round learned it)
         'alarmed_by_task_before': summary['alarmed_by_task_before'],
         'learned_stretch_alarmed_by_task': learned_alarmed,
         'new_class_iou_after': new_class,
