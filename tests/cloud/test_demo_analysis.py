@@ -118,3 +118,10 @@ def test_each_unseen_task_has_its_own_alarmed_share() -> None:
     assert shares['night'] == pytest.approx(5 / 20)  # 15-19 s of its 20 s
     assert shares['construction'] == pytest.approx(5 / 10)  # 20-24 s
     assert shares['snow'] is None  # no score: unknown, not "never alarmed"
+
+
+def test_a_stretch_holds_its_start_but_not_its_end() -> None:
+    """Consecutive stretches share a boundary: a score message at it belongs to the later one."""
+    t = np.array([9.9, 10.0, 19.9, 20.0])
+    np.testing.assert_array_equal(Span('night', 10.0, 20.0).contains(t), [0, 1, 1, 0])
+    np.testing.assert_array_equal(Span('snow', 20.0, 30.0).contains(t), [0, 0, 0, 1])

@@ -36,6 +36,10 @@ class Span(NamedTuple):
     start: float
     end: float
 
+    def contains(self, t: np.ndarray) -> np.ndarray:
+        """Which of the route times ``t`` fall inside the stretch (start included, end not)."""
+        return (t >= self.start) & (t < self.end)
+
 
 @dataclass
 class Drive:
@@ -70,10 +74,14 @@ class Drive:
         levels = np.where(idx >= 0, self.alarm_level[np.clip(idx, 0, None)], 0)
         return levels.astype(np.int64)
 
+    def raised_at(self, t: np.ndarray) -> np.ndarray:
+        """Whether the alarm stood at WARN or ERROR at route times ``t``."""
+        return np.isin(self.level_at(t), (WARN, ERROR))
+
     def in_unseen(self, t: np.ndarray) -> np.ndarray:
         inside = np.zeros(len(t), bool)
         for span in self.unseen_spans:
-            inside |= (t >= span.start) & (t < span.end)
+            inside |= span.contains(t)
         return inside
 
 
@@ -89,7 +97,7 @@ def unseen_spans(schedule: str, unseen_tasks: tuple[str, ...]) -> list[Span]:
 def _alarm_quality(drive: Drive) -> dict[str, float]:
     """Per score message: alarm raised (WARN/ERROR) vs inside an unseen stretch."""
     levels = drive.level_at(drive.score_t)
-    raised = (levels == WARN) | (levels == ERROR)
+    raised = drive.raised_at(drive.score_t)
     truth = drive.in_unseen(drive.score_t)
     tp = int(np.sum(raised & truth))
     fp = int(np.sum(raised & ~truth))
@@ -108,10 +116,10 @@ def alarmed_by_task(drive: Drive) -> dict[str, float | None]:
     stretches during which the alarm stood at WARN or ERROR. One share over all unseen stretches
     hides a task: after the demo's four rounds night and construction were quiet (0 %) while
     dusk, learned last, was alarmed a third of its stretch. None: no score arrived there."""
-    raised = np.isin(drive.level_at(drive.score_t), (WARN, ERROR))
+    raised = drive.raised_at(drive.score_t)
     inside: dict[str, np.ndarray] = {}
     for span in drive.unseen_spans:
-        here = (drive.score_t >= span.start) & (drive.score_t < span.end)
+        here = span.contains(drive.score_t)
         inside[span.task] = inside.get(span.task, np.zeros_like(here)) | here
     return {task: float(np.mean(raised[m])) if m.any() else None for task, m in inside.items()}
 

@@ -148,7 +148,7 @@ def _example_frame(
     drive_dir: Path, drive: Drive, span: Span
 ) -> tuple[int, np.ndarray, np.ndarray | None]:
     """The saved camera frame of an unseen stretch nearest its highest unseen score."""
-    inside = (drive.score_t >= span.start) & (drive.score_t < span.end)
+    inside = span.contains(drive.score_t)
     peak_t = drive.score_t[inside][np.argmax(drive.score[inside])] if inside.any() else span.start
     target_ns = drive.stamp_at(peak_t)
     stamps = [int(p.stem) for p in (drive_dir / 'rgb').glob('*.png')]
