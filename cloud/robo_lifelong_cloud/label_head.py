@@ -2,24 +2,26 @@
 stride-8 logits resized bilinearly (half-pixel centres, torch's ``align_corners=False``) to any
 requested size, computed exactly but without interpolating every class at every pixel.
 
-Resizing all K class maps to 480x640 and arg-maxing them is most of the robot's CPU there
-(onnxruntime, one thread: ArgMax 13.8 ms and Resize 6.8 ms of 23.9 ms, the network ~3 ms). The
-head instead:
+Resizing all K class maps to 480x640 and arg-maxing them was most of the robot's CPU there (the
+onnxruntime profiler put ArgMax and Resize at 20 of 24 ms with one thread, the network at ~3).
+The head instead:
 
 1. resizes the logits over the width only (h rows of the output width, 1/16 of the pixels);
 2. looks at each *band column*: two neighbouring resized rows r, r+1 at one output column. Every
    output pixel between them is ``(1 - a) * row_r + a * row_r+1`` for all classes at once, so a
    class below some other class at both ends is below it everywhere between. The two ends' argmax
    classes j0, j1 therefore decide the pixel unless a third class is not beaten at both ends by
-   j0 or by j1 (2-7 % of the band columns on simulator frames);
+   j0 or by j1 (a few percent of the band columns on simulator frames);
 3. for the other band columns compares only j0 and j1 (the lower id wins a tie, as ArgMax's first
    index does) along the output rows: a few operations per output pixel instead of K;
 4. interpolates every class only at the band columns where a third class survives (NonZero,
    GatherND, ArgMax, ScatterND) and writes those labels over the two-class ones.
 
-Same labels as the dense head up to rounding ties (0 pixels differed on frames of five tasks at
-45x90, 240x424 and 480x640); at 480x640 it takes half the time with one thread. It is built from
-ONNX nodes (opset 17) rather than traced from torch, since a trace would freeze the sizes and the
+Same labels as the dense head up to rounding ties (tests/cloud/test_label_head.py, and
+tests/core/test_runtime.py on a trained model's frames). The perception node at 480x640 spends a
+third less CPU (bench_perception); the cost now depends on the scene, and the worst input found
+(random 8-pixel colour blocks) takes 2.3x a simulator frame's time (bench_onnx). Built from ONNX
+nodes (opset 17) rather than traced from torch, since a trace would freeze the sizes and the
 data-dependent sparse step.
 """
 
