@@ -113,9 +113,9 @@ def add_label_head(graph: onnx.GraphProto, logits: str, size: str, labels: str) 
     lo = g.op('Min', [j0, j1], 'lo')
     hi = g.op('Max', [j0, j1], 'hi')
     margins = []
-    for end, rows in (('0', row0), ('1', row1)):
-        at_lo = g.op('GatherElements', [rows, lo], f'lo_at{end}', axis=3)
-        at_hi = g.op('GatherElements', [rows, hi], f'hi_at{end}', axis=3)
+    for end, row in (('0', row0), ('1', row1)):
+        at_lo = g.op('GatherElements', [row, lo], f'lo_at{end}', axis=3)
+        at_hi = g.op('GatherElements', [row, hi], f'hi_at{end}', axis=3)
         margin = g.op('Sub', [at_hi, at_lo], f'margin_at{end}')
         margin = g.op('Squeeze', [margin, axis[3]], f'margin{end}')  # (N, h, W)
         margins.append(g.op('Gather', [margin, band], f'margin{end}_rows', axis=1))

@@ -29,6 +29,11 @@ from robo_lifelong_cloud.metrics import confusion, iou_report
 WARN, ERROR = 1, 2  # DiagnosticStatus levels; STALE (3) means no frames, not an alarm
 
 
+def raised(levels: np.ndarray) -> np.ndarray:
+    """Which alarm levels are an alarm (WARN or ERROR)."""
+    return np.isin(levels, (WARN, ERROR))
+
+
 class Span(NamedTuple):
     """A stretch of the route where one unseen task is driven, in route time (s)."""
 
@@ -74,10 +79,6 @@ class Drive:
         levels = np.where(idx >= 0, self.alarm_level[np.clip(idx, 0, None)], 0)
         return levels.astype(np.int64)
 
-    def raised_at(self, t: np.ndarray) -> np.ndarray:
-        """Whether the alarm stood at WARN or ERROR at route times ``t``."""
-        return np.isin(self.level_at(t), (WARN, ERROR))
-
     def in_unseen(self, t: np.ndarray) -> np.ndarray:
         inside = np.zeros(len(t), bool)
         for span in self.unseen_spans:
@@ -97,11 +98,11 @@ def unseen_spans(schedule: str, unseen_tasks: tuple[str, ...]) -> list[Span]:
 def _alarm_quality(drive: Drive) -> dict[str, float]:
     """Per score message: alarm raised (WARN/ERROR) vs inside an unseen stretch."""
     levels = drive.level_at(drive.score_t)
-    raised = drive.raised_at(drive.score_t)
+    alarm = raised(levels)
     truth = drive.in_unseen(drive.score_t)
-    tp = int(np.sum(raised & truth))
-    fp = int(np.sum(raised & ~truth))
-    fn = int(np.sum(~raised & truth))
+    tp = int(np.sum(alarm & truth))
+    fp = int(np.sum(alarm & ~truth))
+    fn = int(np.sum(~alarm & truth))
     known = int(np.sum(~truth))
     return {
         'precision': tp / (tp + fp) if tp + fp else 0.0,
@@ -116,12 +117,12 @@ def alarmed_by_task(drive: Drive) -> dict[str, float | None]:
     stretches during which the alarm stood at WARN or ERROR. One share over all unseen stretches
     hides a task: after the demo's four rounds night and construction were quiet (0 %) while
     dusk, learned last, was alarmed a third of its stretch. None: no score arrived there."""
-    raised = drive.raised_at(drive.score_t)
+    alarm = raised(drive.level_at(drive.score_t))
     inside: dict[str, np.ndarray] = {}
     for span in drive.unseen_spans:
         here = span.contains(drive.score_t)
         inside[span.task] = inside.get(span.task, np.zeros_like(here)) | here
-    return {task: float(np.mean(raised[m])) if m.any() else None for task, m in inside.items()}
+    return {task: float(np.mean(alarm[m])) if m.any() else None for task, m in inside.items()}
 
 
 def analyse_drive(
