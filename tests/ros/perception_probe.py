@@ -8,7 +8,8 @@ a frame captured after some moment, a log line), so a loaded machine only makes 
 
 Actions: install a package into the node's ``model_watch_dir`` the way the bridge does
 (``--update PACKAGE --models-dir DIR``: ``ModelSync`` verifies it and writes the record the node
-follows; once the probe heard the node and ``--update-after`` seconds passed), optionally holding
+follows; once the probe heard the node and ``--update-after`` seconds passed, and with
+``--update-after-version`` once it heard the version the update replaces), optionally holding
 that load at the gate of tests/ros/gated_perception.py (``--gate DIR``, the installed copy's:
 the probe opens it once labels of frames captured after the load reached it arrived); publish
 bad input frames (``--inject-bad``), each case again until the node's log (``--node-log``) says
@@ -382,7 +383,8 @@ class Probe(Node):
             self._publish_big_frame(now)
         if self.args.set:
             self._set_parameters()
-        if self.args.update and not self.updated and self.first is not None:
+        heard = self.record['version'] or not self.args.update_after_version
+        if self.args.update and not self.updated and self.first is not None and heard:
             self._update(now)
         if self.gate is not None and self.updated:
             self._hold_gate(now)
@@ -398,6 +400,8 @@ def main() -> int:
     parser.add_argument('--update', default='', help='package to install (--models-dir)')
     parser.add_argument('--models-dir', default='', help="the node's model_watch_dir")
     parser.add_argument('--update-after', type=float, default=0.0)
+    # the latched version may arrive after the labels: a swap before it would hide the old one
+    parser.add_argument('--update-after-version', action='store_true')
     parser.add_argument('--gate', default='', help='gate directory of the --update package')
     parser.add_argument('--gate-labels', type=int, default=3)
     parser.add_argument('--inject-bad', action='store_true')

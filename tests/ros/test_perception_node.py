@@ -275,7 +275,7 @@ def test_hot_swap_changes_the_version_without_a_gap(env, live, package, tmp_path
     record = probe(
         env,
         0,
-        '--update', str(v2.path),
+        '--update', str(v2.path), '--update-after-version',
         '--models-dir', str(live.models_dir),
         '--gate', str(live.models_dir / v2.content_hash / 'gate'),
         '--until', f'version={model_version(v2)}',
